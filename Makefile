@@ -1,0 +1,48 @@
+# SGD from Scratch: `make lab` to learn, `make test` to check everything.
+# Both create .venv on first use and reuse it while pyproject.toml and
+# constraints.txt are unchanged (a second run installs nothing).
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+LAB_ARGS ?=
+PYTEST_ARGS ?=
+ASSIGNMENTS := $(notdir $(wildcard solutions/[0-9][0-9]-*))
+
+.PHONY: lab lab-instructor test venv release bench clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --disable-pip-version-check -q -c constraints.txt -e '.[dev]'
+	@mkdir -p $(VENV)/share/jupyter/lab/settings
+	cp jupyter-config/overrides.json $(VENV)/share/jupyter/lab/settings/overrides.json
+	@touch $(STAMP)
+
+## JupyterLab on notebooks/ as a learner sees it (instructor panels off).
+## Jupyter's own settings apply: JUPYTER_PORT=9999 make lab, make lab LAB_ARGS=--no-browser
+lab: $(STAMP)
+	JUPYTER_CONFIG_PATH=$(CURDIR)/jupyter-config/learner \
+	  $(BIN)/jupyter lab --ServerApp.root_dir=notebooks $(LAB_ARGS)
+
+## JupyterLab on the repo root with nbgrader's formgrader and Create Assignment.
+lab-instructor: $(STAMP)
+	$(BIN)/jupyter lab $(LAB_ARGS)
+
+## The whole test suite.
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## Regenerate notebooks/ from solutions/ with nbgrader (never edit notebooks/ by hand).
+release: $(STAMP)
+	@for a in $(ASSIGNMENTS); do \
+	  $(BIN)/nbgrader generate_assignment $$a --force --log-level=WARN || exit 1; done
+
+## Speed of course.optim.SGD against torch.optim.SGD, as ratios.
+bench: $(STAMP)
+	$(BIN)/python benchmarks/sgd_step.py
+
+clean:
+	rm -rf $(VENV) gradebook.db

@@ -1,0 +1,30 @@
+"""Shared pytest fixtures and helpers."""
+
+from __future__ import annotations
+
+import pathlib
+
+import pytest
+import torch
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def mlp(seed: int = 0, dtype: torch.dtype = torch.float32) -> torch.nn.Module:
+    """The course's seed model: Linear(10, 5) -> ReLU -> Linear(5, 1)."""
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(torch.nn.Linear(10, 5), torch.nn.ReLU(),
+                               torch.nn.Linear(5, 1)).to(dtype)
+
+
+def batch(seed: int = 1, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+    """A fixed regression batch for :func:`mlp`."""
+    gen = torch.Generator().manual_seed(seed)
+    return (torch.randn(16, 10, generator=gen, dtype=dtype),
+            torch.randn(16, 1, generator=gen, dtype=dtype))
+
+
+@pytest.fixture
+def root() -> pathlib.Path:
+    """The repository root."""
+    return ROOT
