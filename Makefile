@@ -7,10 +7,12 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 LAB_ARGS ?=
+# Jupyter refuses to run as root unless told; only add the flag when we are root.
+ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 PYTEST_ARGS ?=
 ASSIGNMENTS := $(notdir $(wildcard solutions/[0-9][0-9]-*))
 
-.PHONY: lab lab-instructor test venv release bench clean
+.PHONY: lab lab-instructor test venv release bench execute clean
 
 venv: $(STAMP)
 
@@ -25,11 +27,11 @@ $(STAMP): pyproject.toml constraints.txt
 ## Jupyter's own settings apply: JUPYTER_PORT=9999 make lab, make lab LAB_ARGS=--no-browser
 lab: $(STAMP)
 	JUPYTER_CONFIG_PATH=$(CURDIR)/jupyter-config/learner \
-	  $(BIN)/jupyter lab --ServerApp.root_dir=notebooks $(LAB_ARGS)
+	  $(BIN)/jupyter lab --ServerApp.root_dir=notebooks $(ROOT_FLAG) $(LAB_ARGS)
 
 ## JupyterLab on the repo root with nbgrader's formgrader and Create Assignment.
 lab-instructor: $(STAMP)
-	$(BIN)/jupyter lab $(LAB_ARGS)
+	$(BIN)/jupyter lab $(ROOT_FLAG) $(LAB_ARGS)
 
 ## The whole test suite.
 test: $(STAMP)
@@ -46,3 +48,9 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) gradebook.db
+
+## Re-execute one solution notebook in place, top to bottom (outputs are regression-tested).
+execute: $(STAMP)
+	@test -n "$(NB)" || { echo "usage: make execute NB=solutions/NN-name/NN-name.ipynb"; exit 2; }
+	cd $(dir $(NB)) && $(CURDIR)/$(BIN)/jupyter nbconvert --to notebook --execute --inplace \
+	  --ExecutePreprocessor.record_timing=False --ExecutePreprocessor.timeout=120 $(notdir $(NB))

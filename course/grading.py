@@ -1,0 +1,156 @@
+"""``course check``: score a learner's notebook from the terminal.
+
+The notebook is executed top to bottom with nbclient (a fresh kernel, a time
+limit per cell). Its test cells are first reset to the course's released
+versions, so an accidentally edited test cannot pass by mistake. Every
+autograded test cell becomes one row: passed or failed, its points, and the
+check's one-line message.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+from dataclasses import dataclass
+
+import nbformat
+from nbclient import NotebookClient
+from nbclient.exceptions import DeadKernelError
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+RELEASED = REPO / "notebooks"
+
+
+class CheckError(Exception):
+    """The notebook could not be checked; the message says why, for the learner."""
+
+
+@dataclass
+class Row:
+    """The result of one test cell."""
+
+    grade_id: str
+    points: float
+    max_points: float
+    passed: bool
+    message: str
+
+
+def load_notebook(path: pathlib.Path) -> nbformat.NotebookNode:
+    """Read ``path`` as a notebook, with a clear error for every way that fails."""
+    if not path.exists():
+        raise CheckError(f"{path}: no such file")
+    if path.is_dir():
+        raise CheckError(f"{path} is a folder: give the .ipynb file inside it")
+    if path.suffix != ".ipynb":
+        raise CheckError(f"{path} is not a notebook (.ipynb)")
+    try:
+        return nbformat.read(path, as_version=4)
+    except (json.JSONDecodeError, UnicodeDecodeError, nbformat.reader.NotJSONError) as exc:
+        raise CheckError(f"{path} is not valid notebook JSON ({exc}); "
+                         "restore it from a checkpoint or from notebooks/") from None
+    except Exception as exc:  # noqa: BLE001 - nbformat raises many kinds
+        raise CheckError(f"{path} could not be read as a notebook: {exc}") from None
+
+
+def _tests(nb: nbformat.NotebookNode) -> dict[str, nbformat.NotebookNode]:
+    """Autograded code cells by grade_id."""
+    return {c.metadata["nbgrader"]["grade_id"]: c for c in nb.cells
+            if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("grade")}
+
+
+def released_tests(nb: nbformat.NotebookNode) -> tuple[str, dict[str, nbformat.NotebookNode]]:
+    """The lesson this notebook belongs to and its released test cells."""
+    ids = set(_tests(nb))
+    if ids:
+        for path in sorted(RELEASED.glob("*/*.ipynb")):
+            ref = _tests(nbformat.read(path, as_version=4))
+            if ids & set(ref):
+                return path.stem, ref
+    raise CheckError("this notebook has no graded exercises of SGD from Scratch: "
+                     "check one of the lesson notebooks in notebooks/")
+
+
+def restore_tests(nb: nbformat.NotebookNode, ref: dict[str, nbformat.NotebookNode]) -> list[str]:
+    """Reset test cells to the released source; return the ids of deleted ones."""
+    mine = _tests(nb)
+    for gid, cell in mine.items():
+        if gid in ref:
+            cell.source = ref[gid].source
+    return [gid for gid in ref if gid not in mine]
+
+
+def execute(nb: nbformat.NotebookNode, cwd: pathlib.Path, timeout: int) -> str | None:
+    """Run every cell; return None, or why execution stopped early."""
+    client = NotebookClient(nb, timeout=timeout, allow_errors=True,
+                            interrupt_on_timeout=True, kernel_name="python3",
+                            resources={"metadata": {"path": str(cwd)}})
+    try:
+        client.execute()
+    except DeadKernelError:
+        return "the kernel died (did the notebook call exit() or run out of memory?)"
+    except Exception as exc:  # noqa: BLE001 - reported, never a traceback
+        return f"execution stopped: {type(exc).__name__}: {exc}"
+    return None
+
+
+def _message(cell: nbformat.NotebookNode) -> tuple[bool, str]:
+    """(passed, one-line message) of an executed test cell."""
+    outputs = cell.get("outputs", [])
+    errors = [o for o in outputs if o.output_type == "error"]
+    if errors:
+        e = errors[0]
+        if e.ename == "KeyboardInterrupt":
+            return False, "timed out: an exercise runs too long (an infinite loop?)"
+        return False, f"{e.evalue}" if e.ename in ("AssertionError", "CheckFailure") \
+            else f"{e.ename}: {e.evalue}"
+    if not outputs and cell.get("execution_count") is None:
+        return False, "not run (execution stopped before this cell)"
+    text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    return True, lines[0] if lines else "passed"
+
+
+def score(nb: nbformat.NotebookNode, deleted: list[str],
+          ref: dict[str, nbformat.NotebookNode]) -> list[Row]:
+    """One :class:`Row` per released test cell, in notebook order."""
+    mine = _tests(nb)
+    rows = []
+    for gid, ref_cell in ref.items():
+        max_pts = float(ref_cell.metadata["nbgrader"].get("points", 0))
+        if gid in deleted:
+            rows.append(Row(gid, 0.0, max_pts, False, "test cell deleted: copy it back from notebooks/"))
+            continue
+        ok, msg = _message(mine[gid])
+        rows.append(Row(gid, max_pts if ok else 0.0, max_pts, ok, msg))
+    return rows
+
+
+def check_notebook(path: str | pathlib.Path, timeout: int = 60) -> tuple[str, list[Row], str | None]:
+    """Execute a learner's notebook and score its test cells.
+
+    Returns:
+        (lesson id, rows, None or the reason execution stopped early).
+    """
+    path = pathlib.Path(path)
+    nb = load_notebook(path)
+    lesson, ref = released_tests(nb)
+    deleted = restore_tests(nb, ref)
+    problem = execute(nb, path.parent.resolve(), timeout)
+    return lesson, score(nb, deleted, ref), problem
+
+
+def format_table(lesson: str, rows: list[Row], problem: str | None) -> str:
+    """The per-exercise table printed by ``course check``."""
+    width = max(len(r.grade_id) for r in rows) if rows else 10
+    out = [f"{lesson}", f"{'test':{width}}  {'result':6}  {'points':>9}  message"]
+    for r in rows:
+        first = r.message.splitlines()[0] if r.message else ""
+        result = "passed" if r.passed else "FAILED"
+        out.append(f"{r.grade_id:{width}}  {result:6}  {r.points:4g} / {r.max_points:<3g}  {first}")
+        out += [f"{'':{width + 28}}{ln}" for ln in r.message.splitlines()[1:4]]
+    total, best = sum(r.points for r in rows), sum(r.max_points for r in rows)
+    if problem:
+        out.append(f"note: {problem}")
+    out.append(f"total: {total:g} / {best:g}")
+    return "\n".join(out)
