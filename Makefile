@@ -6,7 +6,11 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# nbgrader runs helper commands (alembic) by name: put the venv first on PATH.
+export PATH := $(CURDIR)/$(BIN):$(PATH)
 LAB_ARGS ?=
+NOTEBOOK_DIR ?= notebooks
+COURSE_DIR ?= .
 # Jupyter refuses to run as root unless told; only add the flag when we are root.
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 PYTEST_ARGS ?=
@@ -21,21 +25,22 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --disable-pip-version-check -q -c constraints.txt -e '.[dev]'
 	@mkdir -p $(VENV)/share/jupyter/lab/settings
 	cp jupyter-config/overrides.json $(VENV)/share/jupyter/lab/settings/overrides.json
+	$(BIN)/python -m course.sandbox --install
 	@touch $(STAMP)
 
 ## JupyterLab on notebooks/ as a learner sees it (instructor panels off).
 ## Jupyter's own settings apply: JUPYTER_PORT=9999 make lab, make lab LAB_ARGS=--no-browser
 lab: $(STAMP)
 	JUPYTER_CONFIG_PATH=$(CURDIR)/jupyter-config/learner \
-	  $(BIN)/jupyter lab --ServerApp.root_dir=notebooks $(ROOT_FLAG) $(LAB_ARGS)
+	  $(BIN)/jupyter lab --ServerApp.root_dir=$(NOTEBOOK_DIR) $(ROOT_FLAG) $(LAB_ARGS)
 
 ## JupyterLab on the repo root with nbgrader's formgrader and Create Assignment.
 lab-instructor: $(STAMP)
-	$(BIN)/jupyter lab $(ROOT_FLAG) $(LAB_ARGS)
+	$(BIN)/jupyter lab --ServerApp.root_dir=$(COURSE_DIR) $(ROOT_FLAG) $(LAB_ARGS)
 
-## The whole test suite.
+## The whole test suite, on every core (each test file stays on one worker: nbval needs that).
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n auto --dist loadfile $(PYTEST_ARGS)
 
 ## Regenerate notebooks/ from solutions/ with nbgrader (never edit notebooks/ by hand).
 release: $(STAMP)

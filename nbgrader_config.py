@@ -1,14 +1,20 @@
-"""nbgrader configuration for SGD from Scratch (read from the repo root)."""
+"""nbgrader configuration for SGD from Scratch (nbgrader reads it from the repo root).
+
+Grading safeguards (sandboxed kernel, re-verification outside the kernel,
+re-inserted test cells, per-cell time limit, hidden tests kept out of
+feedback) are set by course.nbgrader_plugin.configure: see README,
+"For instructors".
+"""
+
+from course.nbgrader_plugin import configure
 
 c = get_config()  # noqa: F821  (provided by traitlets when nbgrader loads this file)
 
 c.CourseDirectory.course_id = "sgd-from-scratch"
 c.CourseDirectory.source_directory = "solutions"
 c.CourseDirectory.release_directory = "notebooks"
-
-# Per-cell time limit while autograding and validating, in seconds.
-c.Execute.timeout = 60
-# A learner who deletes a test cell gets it back from the gradebook.
-c.OverwriteCells.add_missing_cells = True
 # Student notebooks carry no execution timings.
-c.ClearOutputPreprocessor.remove_metadata_fields = {"collapsed", "scrolled", "execution", "ExecuteTime"}
+c.ClearOutputPreprocessor.remove_metadata_fields = {
+    "collapsed", "scrolled", "execution", "ExecuteTime"}
+
+configure(c)

@@ -1,0 +1,92 @@
+"""nbgrader configuration and preprocessors that make grading trustworthy.
+
+``nbgrader_config.py`` calls :func:`configure`, which
+
+* runs submissions in the ``sgd-sandbox`` kernel (:mod:`course.sandbox`)
+  when it is installed and bubblewrap works;
+* inserts :class:`ReVerify` after nbgrader's ``Execute``: every probed test
+  cell is re-verified outside the kernel (:mod:`course.verify`); a cell that
+  passed in the kernel but fails re-verification gets an error output, so
+  ``SaveAutoGrades`` scores it 0;
+* re-inserts deleted test cells and limits each cell's run time;
+* strips hidden tests, and any traceback that could quote them, from feedback.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import Any
+
+from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
+from nbformat.notebooknode import NotebookNode
+from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, ClearHiddenTests,
+                                    Execute, GetGrades, IgnorePattern, LimitOutput,
+                                    NbGraderPreprocessor, SaveAutoGrades)
+from traitlets import Bool, Float
+
+from course.sandbox import KERNEL_NAME
+from course.verify import lesson_module, verify
+
+CELL_TIMEOUT = 60
+
+
+def _test_cells(nb: NotebookNode) -> dict[str, NotebookNode]:
+    return {c.metadata["nbgrader"]["grade_id"]: c for c in nb.cells
+            if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("grade")}
+
+
+def _error(ename: str, message: str) -> NotebookNode:
+    return NotebookNode(output_type="error", ename=ename, evalue=message,
+                        traceback=[f"{ename}: {message}"])
+
+
+class ReVerify(NbGraderPreprocessor):
+    """Fail every test cell whose exercise does not survive re-verification."""
+
+    enabled = Bool(True, help="Re-verify exercises outside the kernel.").tag(config=True)
+    timeout = Float(120.0, help="Seconds for the whole re-verification run.").tag(config=True)
+
+    def preprocess(self, nb: NotebookNode, resources: dict[str, Any]) -> tuple[NotebookNode, dict]:
+        assignment = resources.get("nbgrader", {}).get("assignment", "")
+        if not self.enabled or importlib.util.find_spec(lesson_module(assignment)) is None:
+            return nb, resources
+        cells = _test_cells(nb)
+        for gid, (ok, message) in verify(nb, assignment, timeout=self.timeout).items():
+            cell = cells.get(gid)
+            if cell is None or ok:
+                continue
+            if not any(o.output_type == "error" for o in cell.get("outputs", [])):
+                cell.outputs.append(_error("ReVerificationFailed", message))
+            self.log.warning("%s %s: %s", resources["nbgrader"].get("student"), gid, message)
+        return nb, resources
+
+
+class ShortTracebacks(NbGraderPreprocessor):
+    """Reduce test-cell tracebacks to 'Name: message' so feedback never quotes
+    the source line of a hidden test."""
+
+    def preprocess_cell(self, cell: NotebookNode, resources: dict, index: int) -> tuple:
+        if cell.cell_type == "code" and cell.metadata.get("nbgrader", {}).get("grade"):
+            for out in cell.get("outputs", []):
+                if out.output_type == "error":
+                    out.traceback = [f"{out.ename}: {out.evalue}"]
+        return cell, resources
+
+
+def sandbox_kernel_available() -> bool:
+    """True if the sgd-sandbox kernelspec is installed."""
+    from jupyter_client.kernelspec import KernelSpecManager
+    return KERNEL_NAME in KernelSpecManager().find_kernel_specs()
+
+
+def configure(c: Any) -> None:
+    """Apply the course's grading configuration to nbgrader's config object ``c``."""
+    c.Execute.timeout = CELL_TIMEOUT
+    c.OverwriteCells.add_missing_cells = True
+    c.Autograde.autograde_preprocessors = [
+        Execute, ReVerify, IgnorePattern, ClearMetadataPreprocessor, LimitOutput,
+        SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]
+    if sandbox_kernel_available():
+        c.Execute.kernel_name = KERNEL_NAME
+    c.GenerateFeedback.preprocessors = [
+        GetGrades, ClearHiddenTests, ShortTracebacks, CSSHTMLHeaderPreprocessor]

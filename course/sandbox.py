@@ -1,0 +1,73 @@
+"""A Jupyter kernel that runs a submission inside a bubblewrap sandbox.
+
+nbgrader's autograder executes each submission in a kernel started in the
+submission's own folder (``autograded/<student>/<assignment>``). This
+launcher starts the ordinary IPython kernel under ``bwrap`` so that the
+submission's code sees a read-only file system, may write only to its own
+folder and a private ``/tmp``, and cannot see the solutions, the gradebook or
+any other student's work. Where bubblewrap is missing it starts the plain
+kernel and says so on stderr (see README, "What protection holds where").
+
+    python -m course.sandbox --install     # register the "sgd-sandbox" kernel
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import sys
+
+from course.verify import course_secrets, sandbox_prefix
+
+KERNEL_NAME = "sgd-sandbox"
+
+
+def course_root(start: pathlib.Path) -> pathlib.Path | None:
+    """The nearest folder above ``start`` holding ``nbgrader_config.py``."""
+    for folder in (start, *start.parents):
+        if (folder / "nbgrader_config.py").is_file():
+            return folder
+    return None
+
+
+def kernel_command(argv: list[str], cwd: pathlib.Path) -> list[str]:
+    """bwrap + ipykernel command line for a kernel started in ``cwd``."""
+    root = course_root(cwd)
+    prefix = sandbox_prefix(course_secrets(root)) if root else sandbox_prefix([])
+    kernel = [sys.executable, "-m", "ipykernel_launcher", *argv]
+    if not prefix:
+        print("course.sandbox: bubblewrap unavailable, kernel NOT sandboxed", file=sys.stderr)
+        return kernel
+    # The kernel talks over loopback TCP and watches its parent's pid: keep both namespaces.
+    prefix = [a for a in prefix if a not in ("--unshare-net", "--unshare-pid")]
+    binds = ["--bind", str(cwd), str(cwd), "--chdir", str(cwd),
+             "--setenv", "IPYTHONDIR", "/tmp/ipython", "--setenv", "MPLCONFIGDIR", "/tmp/mpl"]
+    if "-f" in argv:                                   # the connection file may live in /tmp
+        conn = str(pathlib.Path(argv[argv.index("-f") + 1]).resolve())
+        binds += ["--ro-bind", conn, conn]
+    return prefix + binds + kernel
+
+
+def install(prefix: str = sys.prefix) -> pathlib.Path:
+    """Write the kernelspec into ``<prefix>/share/jupyter/kernels/sgd-sandbox``."""
+    folder = pathlib.Path(prefix) / "share" / "jupyter" / "kernels" / KERNEL_NAME
+    folder.mkdir(parents=True, exist_ok=True)
+    spec = {"argv": [sys.executable, "-m", "course.sandbox", "-f", "{connection_file}"],
+            "display_name": "Python 3 (grading sandbox)", "language": "python",
+            "metadata": {"debugger": False}}
+    (folder / "kernel.json").write_text(json.dumps(spec, indent=1))
+    return folder
+
+
+def main() -> None:
+    """Install the kernelspec, or exec the sandboxed kernel."""
+    if sys.argv[1:] == ["--install"]:
+        print(f"installed kernel {KERNEL_NAME!r} in {install()}")
+        return
+    cmd = kernel_command(sys.argv[1:], pathlib.Path.cwd().resolve())
+    os.execv(cmd[0], cmd)
+
+
+if __name__ == "__main__":
+    main()

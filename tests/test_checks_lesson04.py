@@ -1,0 +1,529 @@
+"""Tests of the lesson 04 checks: each passes the reference solution and
+fails every classic mistake with that mistake's own diagnosis."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from course.checks import (
+    CheckFailure,
+    check_effective_lr,
+    check_heavy_ball,
+    check_momentum_step,
+    check_steps_after_lr_change,
+)
+
+
+# --------------------------------------------------------------------------
+# Reference solutions (as in the solution notebook)
+# --------------------------------------------------------------------------
+
+def momentum_step(p, grad, buf, lr, momentum, dampening=0.0):
+    if buf is None:
+        new_buf = grad.clone()
+    else:
+        new_buf = buf.mul(momentum).add(grad, alpha=1 - dampening)
+    return p.add(new_buf, alpha=-lr), new_buf
+
+
+def heavy_ball(f_grad, w0, lr, momentum, n_steps, dampening=0.0):
+    w = w0.clone()
+    buf = None
+    history = [w.clone()]
+    for _ in range(n_steps):
+        w, buf = momentum_step(w, f_grad(w), buf, lr, momentum, dampening)
+        history.append(w.clone())
+    return torch.stack(history)
+
+
+def effective_lr(lr, momentum, dampening=0.0):
+    return lr * (1 - dampening) / (1 - momentum)
+
+
+def steps_after_lr_change(buf, grad, lr_old, lr_new, momentum):
+    torch_step = lr_new * (momentum * buf + grad)
+    velocity_step = momentum * (lr_old * buf) + lr_new * grad
+    return torch_step, velocity_step
+
+
+def not_implemented(*args, **kwargs):
+    raise NotImplementedError()
+
+
+def fails(check, fn, pattern):
+    """Assert that ``check(fn)`` fails with a message matching ``pattern``."""
+    with pytest.raises(CheckFailure, match="(?s)" + pattern) as info:
+        check(fn)
+    return str(info.value)
+
+
+ALL = [
+    (check_momentum_step, momentum_step, "momentum_step"),
+    (check_heavy_ball, heavy_ball, "heavy_ball"),
+    (check_effective_lr, effective_lr, "effective_lr"),
+    (check_steps_after_lr_change, steps_after_lr_change, "steps_after_lr_change"),
+]
+
+
+# --------------------------------------------------------------------------
+# Contract shared by all checks
+# --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("check, reference, name", ALL)
+def test_reference_passes_with_one_line(check, reference, name, capsys):
+    check(reference)
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1
+    assert out.startswith(f"\u2713 {name}: ")
+
+
+@pytest.mark.parametrize("check, reference, name", ALL)
+def test_stub_gets_not_implemented_message(check, reference, name):
+    fails(check, not_implemented, f"`{name}` is not implemented yet: replace "
+          r"`raise NotImplementedError\(\)`")
+
+
+@pytest.mark.parametrize("check, reference, name", ALL)
+def test_non_callable_is_rejected(check, reference, name):
+    fails(check, 3.0, f"check_{name} expects your function `{name}` itself, got float")
+
+
+@pytest.mark.parametrize("check, reference, name", ALL)
+def test_other_exception_names_case_and_exception(check, reference, name):
+    def broken(*args, **kwargs):
+        raise ValueError("boom")
+    fails(check, broken, f"case '.*': `{name}` raised ValueError: boom")
+
+
+@pytest.mark.parametrize("check, reference, name", ALL)
+def test_returning_none_is_explained(check, reference, name):
+    fails(check, lambda *a, **k: None, "returned None.*forget `return")
+
+
+def test_checks_do_not_touch_global_rng():
+    state = torch.random.get_rng_state()
+    np_state = np.random.get_state()[1].copy()
+    for check, reference, _ in ALL:
+        check(reference)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    assert np.array_equal(np.random.get_state()[1], np_state)
+
+
+# --------------------------------------------------------------------------
+# momentum_step
+# --------------------------------------------------------------------------
+
+def test_momentum_step_exact_ops_are_reported_bit_exact(capsys):
+    check_momentum_step(momentum_step)
+    assert "bit for bit" in capsys.readouterr().out
+
+
+def test_momentum_step_natural_math_passes_to_rounding(capsys):
+    def natural(p, grad, buf, lr, momentum, dampening=0.0):
+        b = grad.clone() if buf is None else momentum * buf + (1 - dampening) * grad
+        return p - lr * b, b
+    check_momentum_step(natural)
+    assert "momentum_step: 5 cases" in capsys.readouterr().out
+
+
+def test_momentum_step_in_place_like_torch_passes():
+    def in_place(p, grad, buf, lr, momentum, dampening=0.0):
+        if buf is None:
+            buf = grad.detach().clone()
+        else:
+            buf.mul_(momentum).add_(grad, alpha=1 - dampening)
+        p.add_(buf, alpha=-lr)
+        return p, buf
+    check_momentum_step(in_place)
+
+
+def test_momentum_step_zero_buffer():
+    def zero_start(p, grad, buf, lr, momentum, dampening=0.0):
+        if buf is None:
+            buf = torch.zeros_like(grad)
+        buf = momentum * buf + (1 - dampening) * grad
+        return p - lr * buf, buf
+    fails(check_momentum_step, zero_start,
+          r"first step \(buf=None\).*dampening=0.5', new_buf.*"
+          "first momentum step started from a zero buffer.*grad.clone()")
+
+
+def test_momentum_step_dampening_on_first_step():
+    def damped_first(p, grad, buf, lr, momentum, dampening=0.0):
+        if buf is None:
+            buf = (1 - dampening) * grad
+        else:
+            buf = momentum * buf + (1 - dampening) * grad
+        return p - lr * buf, buf
+    msg = fails(check_momentum_step, damped_first,
+                "applied dampening on the first step.*grad.clone()")
+    assert "your first momentum step started from a zero buffer" not in msg
+
+
+def test_momentum_step_zero_buffer_as_python_zero():
+    def zero_start(p, grad, buf, lr, momentum, dampening=0.0):
+        buf = 0.0 if buf is None else buf
+        buf = momentum * buf + (1 - dampening) * grad
+        return p - lr * buf, buf
+    fails(check_momentum_step, zero_start, r"starting from a zero buffer gives the same")
+
+
+def test_momentum_step_lr_inside_buffer():
+    def velocity(p, grad, buf, lr, momentum, dampening=0.0):
+        v = lr * grad if buf is None else momentum * buf + lr * grad
+        return p - v, v
+    fails(check_momentum_step, velocity, "learning rate is inside your buffer")
+
+
+def test_momentum_step_buffer_aliases_grad():
+    def alias(p, grad, buf, lr, momentum, dampening=0.0):
+        b = grad if buf is None else momentum * buf + (1 - dampening) * grad
+        return p - lr * b, b
+    fails(check_momentum_step, alias, "new_buf aliases grad.*grad.clone()")
+
+
+def test_momentum_step_buffer_detach_view_aliases_grad():
+    def alias(p, grad, buf, lr, momentum, dampening=0.0):
+        b = grad.detach() if buf is None else momentum * buf + (1 - dampening) * grad
+        return p - lr * b, b
+    fails(check_momentum_step, alias, "shares memory with grad")
+
+
+def test_momentum_step_sign_of_momentum():
+    def sign(p, grad, buf, lr, momentum, dampening=0.0):
+        b = grad.clone() if buf is None else (1 - dampening) * grad - momentum * buf
+        return p - lr * b, b
+    fails(check_momentum_step, sign, "later step.*momentum sign is wrong")
+
+
+def test_momentum_step_cs231n_sign():
+    def cs231n(p, grad, buf, lr, momentum, dampening=0.0):
+        b = -grad.clone() if buf is None else momentum * buf - (1 - dampening) * grad
+        return p + lr * b, b
+    fails(check_momentum_step, cs231n, "momentum sign is wrong")
+
+
+def test_momentum_step_uphill():
+    def uphill(p, grad, buf, lr, momentum, dampening=0.0):
+        b = grad.clone() if buf is None else momentum * buf + (1 - dampening) * grad
+        return p + lr * b, b
+    fails(check_momentum_step, uphill, "new_p.*moved p uphill")
+
+
+def test_momentum_step_modifies_grad():
+    def mutates(p, grad, buf, lr, momentum, dampening=0.0):
+        if buf is None:
+            b = grad.clone()
+        else:
+            grad.mul_(1 - dampening)
+            b = momentum * buf + grad
+        return p - lr * b, b
+    fails(check_momentum_step, mutates, "changed grad in place")
+
+
+def test_momentum_step_restart_each_step():
+    def restart(p, grad, buf, lr, momentum, dampening=0.0):
+        b = grad.clone()
+        return p - lr * b, b
+    fails(check_momentum_step, restart, "restarted the buffer")
+
+
+def test_momentum_step_tau_instead_of_one_minus_tau():
+    def tau(p, grad, buf, lr, momentum, dampening=0.0):
+        b = grad.clone() if buf is None else momentum * buf + dampening * grad
+        return p - lr * b, b
+    # dampening=0 turns the gradient off entirely at the later step
+    fails(check_momentum_step, tau, "later step, lr=0.05.*new_buf")
+
+
+def test_momentum_step_tau_confusion_with_dampening():
+    def tau(p, grad, buf, lr, momentum, dampening=0.0):
+        if buf is None:
+            return p - lr * grad, grad.clone()
+        b = momentum * buf + (dampening if dampening else 1.0) * grad
+        return p - lr * b, b
+    fails(check_momentum_step, tau, "dampening τ; torch multiplies it by \\(1 − τ\\)")
+
+
+def test_momentum_step_ignores_dampening():
+    def no_damp(p, grad, buf, lr, momentum, dampening=0.0):
+        b = grad.clone() if buf is None else momentum * buf + grad
+        return p - lr * b, b
+    fails(check_momentum_step, no_damp, "dampening=0.3', new_buf.*ignored dampening")
+
+
+def test_momentum_step_ema():
+    def ema(p, grad, buf, lr, momentum, dampening=0.0):
+        b = grad.clone() if buf is None else momentum * buf + (1 - momentum) * grad
+        return p - lr * b, b
+    fails(check_momentum_step, ema, r"scaled the gradient by \(1 − momentum\)")
+
+
+def test_momentum_step_raw_gradient_update():
+    def raw(p, grad, buf, lr, momentum, dampening=0.0):
+        b = grad.clone() if buf is None else momentum * buf + (1 - dampening) * grad
+        return p - lr * grad, b
+    fails(check_momentum_step, raw, "stepped with the raw gradient")
+
+
+def test_momentum_step_old_buffer_update():
+    def old(p, grad, buf, lr, momentum, dampening=0.0):
+        b = grad.clone() if buf is None else momentum * buf + (1 - dampening) * grad
+        return p - lr * (grad if buf is None else buf), b
+    fails(check_momentum_step, old, "stepped with the OLD buffer")
+
+
+def test_momentum_step_returns_single_tensor():
+    def single(p, grad, buf, lr, momentum, dampening=0.0):
+        b = grad.clone() if buf is None else momentum * buf + (1 - dampening) * grad
+        return p - lr * b
+    fails(check_momentum_step, single, "must return a pair new_p, new_buf")
+
+
+def test_momentum_step_returns_none_buffer():
+    fails(check_momentum_step, lambda p, g, b, lr, m, d=0.0: (p - lr * g, b),
+          "returned buffer is None.*grad.clone()")
+
+
+def test_momentum_step_numpy_output():
+    def as_numpy(p, grad, buf, lr, momentum, dampening=0.0):
+        b = grad.clone() if buf is None else momentum * buf + (1 - dampening) * grad
+        return (p - lr * b).numpy(), b
+    fails(check_momentum_step, as_numpy, "new_p must be a torch.Tensor")
+
+
+def test_momentum_step_dtype_change():
+    def f64(p, grad, buf, lr, momentum, dampening=0.0):
+        b = grad.clone() if buf is None else momentum * buf + (1 - dampening) * grad
+        return (p - lr * b).double(), b
+    fails(check_momentum_step, f64, "dtype torch.float64 but p is torch.float32")
+
+
+# --------------------------------------------------------------------------
+# heavy_ball
+# --------------------------------------------------------------------------
+
+def test_heavy_ball_names_an_unfinished_momentum_step():
+    def momentum_step(*args):
+        raise NotImplementedError()
+
+    def uses_stub(f_grad, w0, lr, momentum, n_steps, dampening=0.0):
+        w, buf, hist = w0.clone(), None, [w0.clone()]
+        for _ in range(n_steps):
+            w, buf = momentum_step(w, f_grad(w), buf, lr, momentum, dampening)
+            hist.append(w.clone())
+        return torch.stack(hist)
+    fails(check_heavy_ball, uses_stub,
+          "`heavy_ball` calls `momentum_step`, which is not implemented yet")
+
+
+def test_heavy_ball_reports_bit_exact(capsys):
+    check_heavy_ball(heavy_ball)
+    assert "bit for bit" in capsys.readouterr().out
+
+
+def test_heavy_ball_natural_math_passes():
+    def natural(f_grad, w0, lr, momentum, n_steps, dampening=0.0):
+        w, b, hist = w0.clone(), None, [w0.clone()]
+        for _ in range(n_steps):
+            g = f_grad(w)
+            b = g.clone() if b is None else momentum * b + (1 - dampening) * g
+            w = w - lr * b
+            hist.append(w)
+        return torch.stack(hist)
+    check_heavy_ball(natural)
+
+
+def test_heavy_ball_numpy_history_passes():
+    def as_numpy(f_grad, w0, lr, momentum, n_steps, dampening=0.0):
+        return heavy_ball(f_grad, w0, lr, momentum, n_steps, dampening).numpy()
+    check_heavy_ball(as_numpy)
+
+
+def test_heavy_ball_buffer_reset_every_step():
+    def reset(f_grad, w0, lr, momentum, n_steps, dampening=0.0):
+        w, hist = w0.clone(), [w0.clone()]
+        for _ in range(n_steps):
+            w, _ = momentum_step(w, f_grad(w), None, lr, momentum, dampening)
+            hist.append(w.clone())
+        return torch.stack(hist)
+    fails(check_heavy_ball, reset, "row 2 .*plain gradient descent: the buffer is reset")
+
+
+def test_heavy_ball_zero_buffer_reset_every_step():
+    def reset(f_grad, w0, lr, momentum, n_steps, dampening=0.0):
+        w, hist = w0.clone(), [w0.clone()]
+        for _ in range(n_steps):
+            b = momentum * torch.zeros_like(w) + (1 - dampening) * f_grad(w)
+            w = w - lr * b
+            hist.append(w.clone())
+        return torch.stack(hist)
+    fails(check_heavy_ball, reset, "plain gradient descent")
+
+
+def test_heavy_ball_zero_initialised_buffer():
+    def zero_start(f_grad, w0, lr, momentum, n_steps, dampening=0.0):
+        w, b, hist = w0.clone(), torch.zeros_like(w0), [w0.clone()]
+        for _ in range(n_steps):
+            b = momentum * b + (1 - dampening) * f_grad(w)
+            w = w - lr * b
+            hist.append(w.clone())
+        return torch.stack(hist)
+    fails(check_heavy_ball, zero_start,
+          "dampening=0.5.*row 1 .*started from a zero buffer")
+
+
+def test_heavy_ball_appends_aliased_tensor():
+    def alias(f_grad, w0, lr, momentum, n_steps, dampening=0.0):
+        w, b, hist = w0.clone(), None, [w0.clone()]
+        w = w0.clone()
+        hist = [w]
+        for _ in range(n_steps):
+            g = f_grad(w)
+            b = g.clone() if b is None else b.mul_(momentum).add_(g, alpha=1 - dampening)
+            w.add_(b, alpha=-lr)
+            hist.append(w)
+        return torch.stack(hist)
+    fails(check_heavy_ball, alias, "every row of your history is the same point.*w.clone()")
+
+
+def test_heavy_ball_missing_w0():
+    def no_w0(f_grad, w0, lr, momentum, n_steps, dampening=0.0):
+        return heavy_ball(f_grad, w0, lr, momentum, n_steps, dampening)[1:]
+    fails(check_heavy_ball, no_w0, r"got \(15, 2\).*starting point is missing")
+
+
+def test_heavy_ball_missing_last_step():
+    def short(f_grad, w0, lr, momentum, n_steps, dampening=0.0):
+        return heavy_ball(f_grad, w0, lr, momentum, n_steps, dampening)[:-1]
+    fails(check_heavy_ball, short, "last step is missing")
+
+
+def test_heavy_ball_returns_list():
+    def as_list(f_grad, w0, lr, momentum, n_steps, dampening=0.0):
+        return list(heavy_ball(f_grad, w0, lr, momentum, n_steps, dampening))
+    fails(check_heavy_ball, as_list, r"returned a list.*torch.stack\(history\)")
+
+
+def test_heavy_ball_mutates_w0():
+    def mutate(f_grad, w0, lr, momentum, n_steps, dampening=0.0):
+        out = heavy_ball(f_grad, w0, lr, momentum, n_steps, dampening)
+        w0.copy_(out[-1])
+        return out
+    fails(check_heavy_ball, mutate, r"changed the caller's w0 in place.*w0.clone\(\)")
+
+
+def test_heavy_ball_default_dtype():
+    def f32(f_grad, w0, lr, momentum, n_steps, dampening=0.0):
+        return heavy_ball(f_grad, w0, lr, momentum, n_steps, dampening).float()
+    fails(check_heavy_ball, f32, "dtype torch.float32 but w0 is torch.float64")
+
+
+def test_heavy_ball_ignores_dampening():
+    def no_damp(f_grad, w0, lr, momentum, n_steps, dampening=0.0):
+        return heavy_ball(f_grad, w0, lr, momentum, n_steps, 0.0)
+    fails(check_heavy_ball, no_damp, "dampening=0.5.*ignored dampening")
+
+
+def test_heavy_ball_uphill():
+    def uphill(f_grad, w0, lr, momentum, n_steps, dampening=0.0):
+        return heavy_ball(f_grad, w0, -lr, momentum, n_steps, dampening)
+    fails(check_heavy_ball, uphill, "moved uphill")
+
+
+def test_heavy_ball_generic_mismatch_names_row():
+    def wrong(f_grad, w0, lr, momentum, n_steps, dampening=0.0):
+        out = heavy_ball(f_grad, w0, lr, momentum, n_steps, dampening).clone()
+        if n_steps > 3:
+            out[3:] += 0.01
+        return out
+    msg = fails(check_heavy_ball, wrong, r"row 3 \(w_3\): expected")
+    assert "Diagnosis" not in msg
+
+
+# --------------------------------------------------------------------------
+# effective_lr
+# --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("wrong, pattern", [
+    (lambda lr, m, d=0.0: lr / (1 - m), "forgot dampening"),
+    (lambda lr, m, d=0.0: lr * (1 - m), r"multiplied by \(1 − μ\) instead of dividing"),
+    (lambda lr, m, d=0.0: lr * (1 - d) / (1 + m), r"not 1/\(1 \+ μ\)"),
+    (lambda lr, m, d=0.0: lr * (1 - d) * m / (1 - m), "left out the newest gradient"),
+    (lambda lr, m, d=0.0: lr / ((1 - d) * (1 - m)), r"divided by \(1 − τ\)"),
+])
+def test_effective_lr_mistakes(wrong, pattern):
+    fails(check_effective_lr, wrong, pattern)
+
+
+def test_effective_lr_accepts_numpy_and_tensor_numbers():
+    check_effective_lr(lambda lr, m, d=0.0: np.float64(lr * (1 - d) / (1 - m)))
+    check_effective_lr(lambda lr, m, d=0.0: torch.tensor(lr * (1 - d) / (1 - m)))
+
+
+def test_effective_lr_rejects_non_number():
+    fails(check_effective_lr, lambda lr, m, d=0.0: "0.1", "expected a number, got str")
+
+
+# --------------------------------------------------------------------------
+# steps_after_lr_change
+# --------------------------------------------------------------------------
+
+def test_steps_swapped():
+    fails(check_steps_after_lr_change,
+          lambda b, g, lr0, lr1, m: steps_after_lr_change(b, g, lr0, lr1, m)[::-1],
+          "your two steps are swapped")
+
+
+def test_steps_negated():
+    def neg(b, g, lr0, lr1, m):
+        t, v = steps_after_lr_change(b, g, lr0, lr1, m)
+        return -t, -v
+    fails(check_steps_after_lr_change, neg, "both steps have the wrong sign")
+
+
+def test_steps_torch_with_old_lr():
+    fails(check_steps_after_lr_change,
+          lambda b, g, lr0, lr1, m: (lr0 * (m * b + g), m * lr0 * b + lr1 * g),
+          "torch_step.*use lr_new")
+
+
+def test_steps_torch_returns_buffer():
+    fails(check_steps_after_lr_change,
+          lambda b, g, lr0, lr1, m: (m * b + g, m * lr0 * b + lr1 * g),
+          "returned the new buffer, not the step")
+
+
+def test_steps_velocity_not_converted():
+    fails(check_steps_after_lr_change,
+          lambda b, g, lr0, lr1, m: (lr1 * (m * b + g), m * b + lr1 * g),
+          "velocity_step.*used the torch buffer b as the velocity")
+
+
+def test_steps_velocity_converted_with_new_lr():
+    fails(check_steps_after_lr_change,
+          lambda b, g, lr0, lr1, m: (lr1 * (m * b + g), m * lr1 * b + lr1 * g),
+          "converted the buffer with the new lr")
+
+
+def test_steps_velocity_gradient_with_old_lr():
+    fails(check_steps_after_lr_change,
+          lambda b, g, lr0, lr1, m: (lr1 * (m * b + g), lr0 * (m * b + g)),
+          "new gradient enters the velocity with the NEW lr")
+
+
+def test_steps_single_value():
+    fails(check_steps_after_lr_change,
+          lambda b, g, lr0, lr1, m: lr1 * (m * b + g),
+          "must return a pair torch_step, velocity_step")
+
+
+def test_steps_tensor_inputs_need_tensor_outputs():
+    def as_list(b, g, lr0, lr1, m):
+        t, v = steps_after_lr_change(b, g, lr0, lr1, m)
+        if isinstance(b, torch.Tensor):
+            return t.tolist(), v.tolist()
+        return t, v
+    fails(check_steps_after_lr_change, as_list, "torch_step must be a number")

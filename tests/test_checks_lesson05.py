@@ -1,0 +1,754 @@
+"""Tests of the lesson 05 checks: each passes the reference solution and fails
+every classic mistake with that mistake's own diagnosis.
+
+The wrong implementations below are written the way a learner would write
+them (not taken from :mod:`course.checks.mistakes`), so these tests also show
+that the mutant library recognises real code.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+import torch.optim._functional
+import torch.optim.sgd as torch_sgd
+
+import course.optim
+import course.sgd
+from course.checks import (
+    CheckFailure,
+    check_decayed_gradient,
+    check_nesterov_direction,
+    check_sgd_update,
+    check_ulp_distance,
+)
+from course.checks.mistakes import (
+    BEHAVIOUR_MISTAKES,
+    MISTAKES,
+    ROUNDING,
+    VALUE_MISTAKES,
+    diagnosis,
+)
+from course.floating_point import fma_in_use
+
+needs_fma = pytest.mark.skipif(not fma_in_use(),
+                               reason="natural arithmetic is bit-exact without FMA")
+
+
+# --------------------------------------------------------------------------
+# Reference solutions (as in the solution notebook)
+# --------------------------------------------------------------------------
+
+def nesterov_direction(g, buf, momentum):
+    return g.add(buf, alpha=momentum)
+
+
+def decayed_gradient(grad, param, weight_decay, maximize):
+    g = -grad if maximize else grad
+    if weight_decay != 0:
+        g = g.add(param, alpha=weight_decay)
+    return g
+
+
+def ulp_distance(a, b):
+    int_dtype = torch.int32 if a.dtype == torch.float32 else torch.int64
+    lowest = torch.iinfo(int_dtype).min
+
+    def key(x):
+        k = x.view(int_dtype).to(torch.int64)
+        return torch.where(k < 0, lowest - k, k)
+    return (key(a) - key(b)).abs()
+
+
+def sgd_update(param, grad, momentum_buffer, *, lr, momentum=0, dampening=0,
+               weight_decay=0, nesterov=False, maximize=False):
+    g = -grad if maximize else grad
+    if weight_decay != 0:
+        g = g.add(param, alpha=weight_decay)
+    buf = momentum_buffer
+    if momentum != 0:
+        if buf is None:
+            buf = g.clone()
+        else:
+            buf.mul_(momentum).add_(g, alpha=1 - dampening)
+        g = g.add(buf, alpha=momentum) if nesterov else buf
+    param.add_(g, alpha=-lr)
+    return buf
+
+
+def not_implemented(*args, **kwargs):
+    raise NotImplementedError()
+
+
+def fails(check, fn, pattern):
+    """Assert that ``check(fn)`` fails with a message matching ``pattern``."""
+    with pytest.raises(CheckFailure, match="(?s)" + pattern) as info:
+        check(fn)
+    return str(info.value)
+
+
+ALL = [
+    (check_nesterov_direction, nesterov_direction, "nesterov_direction"),
+    (check_decayed_gradient, decayed_gradient, "decayed_gradient"),
+    (check_ulp_distance, ulp_distance, "ulp_distance"),
+    (check_sgd_update, sgd_update, "sgd_update"),
+]
+
+
+# --------------------------------------------------------------------------
+# Contract shared by all checks
+# --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("check, reference, name", ALL)
+def test_reference_passes_with_one_line(check, reference, name, capsys):
+    check(reference)
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1
+    assert out.startswith(f"\u2713 {name}: ")
+
+
+@pytest.mark.parametrize("check, reference, name", ALL)
+def test_not_implemented_is_friendly(check, reference, name):
+    fails(check, not_implemented, f"`{name}` is not implemented yet")
+
+
+@pytest.mark.parametrize("check, reference, name", ALL)
+def test_non_callable(check, reference, name):
+    fails(check, 42, f"expects your function `{name}` itself, got int")
+
+
+@pytest.mark.parametrize("check, reference, name", ALL)
+def test_other_exception_names_case(check, reference, name):
+    def broken(*args, **kwargs):
+        raise KeyError("oops")
+    fails(check, broken, r"case '[^']*'[^:]*: `" + name + r"` raised KeyError: 'oops'")
+
+
+@pytest.mark.parametrize("check, reference, name", ALL[:3])
+def test_returned_none(check, reference, name):
+    fails(check, lambda *args, **kwargs: None, "returned None")
+
+
+def test_checks_do_not_touch_global_rng():
+    state = torch.random.get_rng_state()
+    for check, reference, _ in ALL:
+        check(reference)
+    assert torch.equal(torch.random.get_rng_state(), state)
+
+
+def test_sgd_update_check_is_fast():
+    start = time.perf_counter()
+    check_sgd_update(sgd_update)
+    assert time.perf_counter() - start < 1.0
+
+
+# --------------------------------------------------------------------------
+# 5.1 nesterov_direction
+# --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("wrong, pattern", [
+    (lambda g, b, m: b.add(g, alpha=m), r"swapped the roles"),
+    (lambda g, b, m: b.clone(), r"plain heavy-ball momentum"),
+    (lambda g, b, m: (1 + m) * g + m * m * b, r"already the NEW buffer"),
+    (lambda g, b, m: g - m * b, r"wrong sign"),
+    (lambda g, b, m: g + b, r"forgot the momentum factor"),
+    (lambda g, b, m: m * b, r"forgot the gradient"),
+    (lambda g, b, m: m * (g + b), r"scaled the whole sum"),
+])
+def test_nesterov_direction_mistakes(wrong, pattern):
+    fails(check_nesterov_direction, wrong, r"expected .* got .*Diagnosis: .*" + pattern)
+
+
+def test_nesterov_direction_in_place():
+    fails(check_nesterov_direction, lambda g, b, m: g.add_(b, alpha=m),
+          r"changed its input `g` in place")
+    fails(check_nesterov_direction, lambda g, b, m: b.mul_(m).add_(g),
+          r"changed its input `buf` in place")
+
+
+def test_nesterov_direction_wrong_type_and_dtype():
+    fails(check_nesterov_direction, lambda g, b, m: (g + m * b).tolist(),
+          r"expected a torch.Tensor, got list")
+    fails(check_nesterov_direction, lambda g, b, m: (g + m * b).double()
+          if g.dtype == torch.float32 else g + m * b, r"dtype torch.float64")
+
+
+@needs_fma
+def test_nesterov_direction_natural_math_passes_but_says_rounding(capsys):
+    check_nesterov_direction(lambda g, b, m: g + m * b)
+    assert "to rounding" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------
+# 5.2 decayed_gradient
+# --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("wrong, pattern", [
+    (lambda gr, p, wd, mx: -(gr + wd * p) if mx else gr + wd * p,
+     r"negated after adding weight decay"),
+    (lambda gr, p, wd, mx: gr + wd * p, r"maximize is ignored"),
+    (lambda gr, p, wd, mx: -gr if mx else gr.clone(), r"weight decay is missing"),
+    (lambda gr, p, wd, mx: (-gr if mx else gr) - wd * p, r"wrong sign"),
+    (lambda gr, p, wd, mx: (-gr if mx else gr) + wd / 2 * p, r"not ½λ·θ"),
+])
+def test_decayed_gradient_mistakes(wrong, pattern):
+    fails(check_decayed_gradient, wrong, r"expected .* got .*Diagnosis: .*" + pattern)
+
+
+def test_decayed_gradient_in_place():
+    def neg_in_place(grad, param, weight_decay, maximize):
+        g = grad.neg_() if maximize else grad
+        return g.add(param, alpha=weight_decay)
+
+    def add_in_place(grad, param, weight_decay, maximize):
+        g = -grad if maximize else grad
+        return g.add_(param, alpha=weight_decay)
+
+    def decoupled(grad, param, weight_decay, maximize):
+        param.mul_(1 - weight_decay)
+        return -grad if maximize else grad.clone()
+    fails(check_decayed_gradient, neg_in_place, r"changed `grad` in place")
+    fails(check_decayed_gradient, add_in_place, r"changed `grad` in place")
+    fails(check_decayed_gradient, decoupled, r"changed `param` in place.*DECOUPLED")
+
+
+# --------------------------------------------------------------------------
+# 5.3 ulp_distance
+# --------------------------------------------------------------------------
+
+def _bits(x):
+    return x.view(torch.int32 if x.dtype == torch.float32 else torch.int64).to(torch.int64)
+
+
+def test_ulp_distance_mistakes():
+    fails(check_ulp_distance, lambda a, b: (_bits(a) - _bits(b)).abs(),
+          r"across zero.*sign \+ magnitude")
+    fails(check_ulp_distance, lambda a, b: ulp_distance(b, a) * torch.where(
+        _bits(a) < _bits(b), -1, 1), r"negative: return the absolute value")
+
+    def int32_overflow(a, b):
+        if a.dtype == torch.float64:
+            return ulp_distance(a, b)
+        k = a.view(torch.int32), b.view(torch.int32)
+        lo = torch.iinfo(torch.int32).min
+        ka, kb = (torch.where(x < 0, lo - x, x) for x in k)
+        return (ka - kb).abs().to(torch.int64)
+    fails(check_ulp_distance, int32_overflow, r"overflowed int32")
+    fails(check_ulp_distance, lambda a, b: (a - b).abs() / torch.finfo(a.dtype).eps,
+          r"dtype torch.float32, expected torch.int64")
+    fails(check_ulp_distance, lambda a, b: int(ulp_distance(a, b).max()),
+          r"expected an int64 tensor.*got int")
+    fails(check_ulp_distance, lambda a, b: ulp_distance(a, b).sum(),
+          r"the result has shape \(\), expected \(4,\)")
+
+
+# --------------------------------------------------------------------------
+# 5.4 sgd_update: learner-style wrong implementations, one per mistake
+# --------------------------------------------------------------------------
+
+def dampening_on_first_step(param, grad, momentum_buffer, *, lr, momentum=0,
+                            dampening=0, weight_decay=0, nesterov=False,
+                            maximize=False):
+    g = -grad if maximize else grad
+    if weight_decay != 0:
+        g = g.add(param, alpha=weight_decay)
+    buf = momentum_buffer
+    if momentum != 0:
+        if buf is None:
+            buf = g.mul(1 - dampening)
+        else:
+            buf.mul_(momentum).add_(g, alpha=1 - dampening)
+        g = g.add(buf, alpha=momentum) if nesterov else buf
+    param.add_(g, alpha=-lr)
+    return buf
+
+
+def zero_initial_buffer(param, grad, momentum_buffer, *, lr, momentum=0,
+                        dampening=0, weight_decay=0, nesterov=False,
+                        maximize=False):
+    g = -grad if maximize else grad
+    if weight_decay != 0:
+        g = g.add(param, alpha=weight_decay)
+    buf = momentum_buffer
+    if momentum != 0:
+        if buf is None:
+            buf = torch.zeros_like(param)
+        buf.mul_(momentum).add_(g, alpha=1 - dampening)
+        g = g.add(buf, alpha=momentum) if nesterov else buf
+    param.add_(g, alpha=-lr)
+    return buf
+
+
+def missing_else(param, grad, momentum_buffer, *, lr, momentum=0, dampening=0,
+                 weight_decay=0, nesterov=False, maximize=False):
+    g = -grad if maximize else grad
+    if weight_decay != 0:
+        g = g.add(param, alpha=weight_decay)
+    buf = momentum_buffer
+    if momentum != 0:
+        if buf is None:
+            buf = torch.clone(g).detach()
+        buf.mul_(momentum).add_(g, alpha=1 - dampening)
+        g = g.add(buf, alpha=momentum) if nesterov else buf
+    param.add_(g, alpha=-lr)
+    return buf
+
+
+def decay_after_momentum(param, grad, momentum_buffer, *, lr, momentum=0,
+                         dampening=0, weight_decay=0, nesterov=False,
+                         maximize=False):
+    g = -grad if maximize else grad
+    buf = momentum_buffer
+    if momentum != 0:
+        if buf is None:
+            buf = g.clone()
+        else:
+            buf.mul_(momentum).add_(g, alpha=1 - dampening)
+        g = g.add(buf, alpha=momentum) if nesterov else buf
+    if weight_decay != 0:
+        g = g.add(param, alpha=weight_decay)
+    param.add_(g, alpha=-lr)
+    return buf
+
+
+def maximize_flips_lr(param, grad, momentum_buffer, *, lr, momentum=0,
+                      dampening=0, weight_decay=0, nesterov=False,
+                      maximize=False):
+    g = grad
+    if weight_decay != 0:
+        g = g.add(param, alpha=weight_decay)
+    buf = momentum_buffer
+    if momentum != 0:
+        if buf is None:
+            buf = g.clone()
+        else:
+            buf.mul_(momentum).add_(g, alpha=1 - dampening)
+        g = g.add(buf, alpha=momentum) if nesterov else buf
+    param.add_(g, alpha=lr if maximize else -lr)
+    return buf
+
+
+def maximize_after_decay(param, grad, momentum_buffer, *, lr, momentum=0,
+                         dampening=0, weight_decay=0, nesterov=False,
+                         maximize=False):
+    g = grad.add(param, alpha=weight_decay) if weight_decay != 0 else grad
+    if maximize:
+        g = -g
+    buf = momentum_buffer
+    if momentum != 0:
+        if buf is None:
+            buf = g.clone()
+        else:
+            buf.mul_(momentum).add_(g, alpha=1 - dampening)
+        g = g.add(buf, alpha=momentum) if nesterov else buf
+    param.add_(g, alpha=-lr)
+    return buf
+
+
+def nesterov_old_buffer(param, grad, momentum_buffer, *, lr, momentum=0,
+                        dampening=0, weight_decay=0, nesterov=False,
+                        maximize=False):
+    g = -grad if maximize else grad
+    if weight_decay != 0:
+        g = g.add(param, alpha=weight_decay)
+    buf = momentum_buffer
+    if momentum != 0:
+        if buf is None:
+            buf = g.clone()
+            d = g.add(buf, alpha=momentum) if nesterov else buf
+        else:
+            d = g.add(buf, alpha=momentum) if nesterov else None  # old buffer
+            buf.mul_(momentum).add_(g, alpha=1 - dampening)
+            d = buf if d is None else d
+        g = d
+    param.add_(g, alpha=-lr)
+    return buf
+
+
+def grad_modified(param, grad, momentum_buffer, *, lr, momentum=0, dampening=0,
+                  weight_decay=0, nesterov=False, maximize=False):
+    if maximize:
+        grad.neg_()
+    if weight_decay != 0:
+        grad.add_(param, alpha=weight_decay)
+    return sgd_update(param, grad, momentum_buffer, lr=lr, momentum=momentum,
+                      dampening=dampening, nesterov=nesterov)
+
+
+def buffer_aliases_grad(param, grad, momentum_buffer, *, lr, momentum=0,
+                        dampening=0, weight_decay=0, nesterov=False,
+                        maximize=False):
+    g = -grad if maximize else grad
+    if weight_decay != 0:
+        g = g.add(param, alpha=weight_decay)
+    buf = momentum_buffer
+    if momentum != 0:
+        if buf is None:
+            buf = g
+        else:
+            buf.mul_(momentum).add_(g, alpha=1 - dampening)
+        g = g.add(buf, alpha=momentum) if nesterov else buf
+    param.add_(g, alpha=-lr)
+    return buf
+
+
+def returns_nothing(param, grad, momentum_buffer, **hyper):
+    sgd_update(param, grad, momentum_buffer, **hyper)
+
+
+def returns_old_buffer(param, grad, momentum_buffer, *, lr, momentum=0,
+                       dampening=0, weight_decay=0, nesterov=False,
+                       maximize=False):
+    g = -grad if maximize else grad
+    if weight_decay != 0:
+        g = g.add(param, alpha=weight_decay)
+    if momentum == 0:
+        param.add_(g, alpha=-lr)
+        return None
+    if momentum_buffer is None:
+        new = g.clone()
+    else:
+        new = momentum_buffer.mul(momentum).add(g, alpha=1 - dampening)
+    d = g.add(new, alpha=momentum) if nesterov else new
+    param.add_(d, alpha=-lr)
+    return new if momentum_buffer is None else momentum_buffer
+
+
+def buffer_out_of_place(param, grad, momentum_buffer, *, lr, momentum=0,
+                        dampening=0, weight_decay=0, nesterov=False,
+                        maximize=False):
+    g = -grad if maximize else grad
+    if weight_decay != 0:
+        g = g.add(param, alpha=weight_decay)
+    buf = momentum_buffer
+    if momentum != 0:
+        buf = g.clone() if buf is None else buf.mul(momentum).add(g, alpha=1 - dampening)
+        g = g.add(buf, alpha=momentum) if nesterov else buf
+    param.add_(g, alpha=-lr)
+    return buf
+
+
+def buffer_without_momentum(param, grad, momentum_buffer, **hyper):
+    buf = sgd_update(param, grad, momentum_buffer, **hyper)
+    return grad.clone() if buf is None else buf
+
+
+def param_rebound(param, grad, momentum_buffer, *, lr, momentum=0, dampening=0,
+                  weight_decay=0, nesterov=False, maximize=False):
+    g = -grad if maximize else grad
+    if weight_decay != 0:
+        g = g.add(param, alpha=weight_decay)
+    buf = momentum_buffer
+    if momentum != 0:
+        if buf is None:
+            buf = g.clone()
+        else:
+            buf.mul_(momentum).add_(g, alpha=1 - dampening)
+        g = g.add(buf, alpha=momentum) if nesterov else buf
+    param = param - lr * g
+    return buf
+
+
+def returns_pair(param, grad, momentum_buffer, **hyper):
+    buf = sgd_update(param, grad, momentum_buffer, **hyper)
+    return (param, buf) if buf is not None else None
+
+
+def returns_new_param(param, grad, momentum_buffer, *, lr, **hyper):
+    p = param.clone()
+    sgd_update(p, grad, momentum_buffer, lr=lr, **hyper)
+    return p
+
+
+def natural_step(param, grad, momentum_buffer, *, lr, momentum=0, dampening=0,
+                 weight_decay=0, nesterov=False, maximize=False):
+    g = -grad if maximize else grad
+    if weight_decay != 0:
+        g = g.add(param, alpha=weight_decay)
+    buf = momentum_buffer
+    if momentum != 0:
+        if buf is None:
+            buf = g.clone()
+        else:
+            buf.mul_(momentum).add_(g, alpha=1 - dampening)
+        g = g.add(buf, alpha=momentum) if nesterov else buf
+    param -= lr * g
+    return buf
+
+
+def natural_decay(param, grad, momentum_buffer, *, lr, momentum=0, dampening=0,
+                  weight_decay=0, nesterov=False, maximize=False):
+    g = -grad if maximize else grad
+    g = g + weight_decay * param
+    buf = momentum_buffer
+    if momentum != 0:
+        if buf is None:
+            buf = g.clone()
+        else:
+            buf.mul_(momentum).add_(g, alpha=1 - dampening)
+        g = g.add(buf, alpha=momentum) if nesterov else buf
+    param.add_(g, alpha=-lr)
+    return buf
+
+
+def delegate_sgd(param, grad, momentum_buffer, *, lr, momentum=0, dampening=0,
+                 weight_decay=0, nesterov=False, maximize=False):
+    p = torch.nn.Parameter(param.clone())
+    p.grad = grad.clone()
+    opt = torch.optim.SGD([p], lr=lr, momentum=momentum, dampening=dampening,
+                          weight_decay=weight_decay, nesterov=nesterov,
+                          maximize=maximize)
+    if momentum_buffer is not None:
+        opt.state[p]["momentum_buffer"] = momentum_buffer
+    opt.step()
+    param.copy_(p.detach())
+    return opt.state[p].get("momentum_buffer")
+
+
+def delegate_functional(param, grad, momentum_buffer, *, lr, momentum=0, dampening=0,
+                        weight_decay=0, nesterov=False, maximize=False):
+    bufs = [momentum_buffer]
+    torch.optim._functional.sgd([param], [grad], bufs, lr=float(lr),
+                                momentum=momentum, dampening=dampening,
+                                weight_decay=weight_decay, nesterov=nesterov,
+                                maximize=maximize)
+    return bufs[0] if momentum else None
+
+
+_hidden_sgd = torch_sgd._single_tensor_sgd  # bound before the check runs
+
+
+def delegate_hidden(param, grad, momentum_buffer, *, lr, momentum=0, dampening=0,
+                    weight_decay=0, nesterov=False, maximize=False):
+    bufs = [momentum_buffer]
+    _hidden_sgd([param], [grad], bufs, None, None, lr=float(lr), momentum=momentum,
+                dampening=dampening, weight_decay=weight_decay, nesterov=nesterov,
+                maximize=maximize, has_sparse_grad=False)
+    return bufs[0] if momentum else None
+
+
+_ref = course.sgd.sgd_update
+
+
+def delegate_course(param, grad, momentum_buffer, **hyper):
+    return _ref(param, grad, momentum_buffer, **hyper)
+
+
+def delegate_swallowing(param, grad, momentum_buffer, **hyper):
+    try:
+        _ref(param.clone(), grad, None, **hyper)
+    except BaseException:  # noqa: BLE001 - tries to hide the trap
+        pass
+    return sgd_update(param, grad, momentum_buffer, **hyper)
+
+
+SGD_MISTAKES = [
+    (dampening_on_first_step, "dampening_on_first_step", r"first step"),
+    (zero_initial_buffer, "zero_initial_buffer", r"first step"),
+    (missing_else, "first_step_updated_twice", r"momentum=0\.9', step 1 of 6"),
+    (decay_after_momentum, "weight_decay_after_momentum", r"weight_decay=0\.1"),
+    (maximize_flips_lr, "maximize_flips_update", r"weight_decay=0\.1, maximize"),
+    (maximize_after_decay, "maximize_flips_update", r"weight_decay=0\.1, maximize"),
+    (nesterov_old_buffer, "nesterov_old_buffer", r"nesterov', step 2"),
+    (natural_decay, "rounding_weight_decay", r"weight_decay=0\.1"),
+]
+
+
+@pytest.mark.parametrize("wrong, mistake, where", SGD_MISTAKES,
+                         ids=[w.__name__ for w, _, _ in SGD_MISTAKES])
+def test_sgd_update_value_mistakes(wrong, mistake, where):
+    if mistake in ROUNDING and not fma_in_use():
+        pytest.skip("natural arithmetic is bit-exact without FMA")
+    text = diagnosis(MISTAKES[mistake])
+    if "{ulp}" in MISTAKES[mistake].diagnosis:
+        text = text.split("agrees to 0 ulp")[1]
+    msg = fails(check_sgd_update, wrong, where + r".*expected .* got ")
+    assert text in msg
+
+
+def test_zero_buffer_and_dampened_first_step_are_told_apart():
+    zero = fails(check_sgd_update, zero_initial_buffer, "started at zeros")
+    damp = fails(check_sgd_update, dampening_on_first_step, "applied dampening on the first")
+    assert "applied dampening" not in zero and "zeros" not in damp.split("Diagnosis")[1][:60]
+
+
+@needs_fma
+def test_sgd_update_few_ulp_is_still_a_failure():
+    msg = fails(check_sgd_update, natural_step,
+                r"case 'float32 \(4, 5\), lr=0\.1', step \d of 6: param \d+ of 20 "
+                r"element\(s\) differ.*Diagnosis: your result agrees to \d+ ulp but not "
+                r"bit for bit: torch computes p \+ \(−lr\)·d as one fused multiply-add")
+    assert "param.add_(d, alpha=-lr)" in msg
+
+
+@needs_fma
+def test_sgd_update_unknown_rounding_gets_generic_ulp_message():
+    def odd_rounding(param, grad, momentum_buffer, *, lr, **hyper):
+        d = grad.double() if param.dtype == torch.float32 else grad
+        param.copy_((param.double() - float(lr) * d).to(param.dtype))
+        return None
+    fails(check_sgd_update, odd_rounding,
+          r"agrees to \d+ ulp but not bit for bit.*ONE rounding")
+
+
+@pytest.mark.parametrize("wrong, pattern", [
+    (grad_modified, r"grad was changed.*never modifies p\.grad"),
+    (buffer_aliases_grad, r"step 1 of 6 \(first step: momentum_buffer=None\): "
+                          r"buffer aliases grad.*`buf = g\.clone\(\)`"),
+    (returns_nothing, r"momentum=0\.9', step 1 of 6.*returned None.*momentum != 0"),
+    (returns_old_buffer, r"step 2 of 6: the returned buffer still holds the old values"),
+    (buffer_out_of_place, r"step 2 of 6: the returned buffer is a new tensor.*in place"),
+    (buffer_without_momentum, r"lr=0\.1', step 1 of 6: you returned a Tensor, "
+                              r"expected None.*return None"),
+    (param_rebound, r"param is unchanged after the call.*param\.add_\(d, alpha=-lr\)"),
+    (returns_pair, r"momentum=0\.9', step 1 of 6.*you returned a tuple.*return only the "
+                   r"momentum buffer"),
+    (returns_new_param, r"param is unchanged.*You returned the new parameter"),
+])
+def test_sgd_update_behaviour_mistakes(wrong, pattern):
+    fails(check_sgd_update, wrong, pattern)
+
+
+@pytest.mark.parametrize("wrong", [delegate_sgd, delegate_functional, delegate_hidden,
+                                   delegate_course, delegate_swallowing])
+def test_sgd_update_rejects_delegation(wrong):
+    fails(check_sgd_update, wrong, r"delegating, not implementing")
+
+
+def test_sgd_update_rejects_the_course_reference_itself():
+    fails(check_sgd_update, course.sgd.sgd_update, r"delegating")
+
+
+def test_delegation_by_runtime_only_when_source_is_unknown():
+    namespace = {"torch": torch}
+    exec("def f(param, grad, momentum_buffer, **hyper):\n"
+         "    bufs = [momentum_buffer]\n"
+         "    getattr(torch.optim, '_functional').sgd([param], [grad], bufs, lr=float(hyper['lr']),"
+         " momentum=hyper['momentum'], dampening=hyper['dampening'],"
+         " weight_decay=hyper['weight_decay'], nesterov=hyper['nesterov'],"
+         " maximize=hyper['maximize'])\n"
+         "    return bufs[0] if hyper['momentum'] else None\n", namespace)
+    fails(check_sgd_update, namespace["f"], r"called .*sgd.*delegating")
+
+
+def test_patches_are_restored_after_the_check():
+    originals = (torch_sgd.sgd, torch_sgd._single_tensor_sgd,
+                 torch.optim._functional.sgd, torch.optim.SGD.__init__,
+                 course.sgd.update_one, course.optim.update_many,
+                 course.optim.SGD.__init__, torch._fused_sgd_)
+    for wrong in (delegate_sgd, not_implemented, sgd_update):
+        try:
+            check_sgd_update(wrong)
+        except CheckFailure:
+            pass
+    assert originals == (torch_sgd.sgd, torch_sgd._single_tensor_sgd,
+                         torch.optim._functional.sgd, torch.optim.SGD.__init__,
+                         course.sgd.update_one, course.optim.update_many,
+                         course.optim.SGD.__init__, torch._fused_sgd_)
+    p = torch.nn.Parameter(torch.ones(2))
+    p.grad = torch.ones(2)
+    torch.optim.SGD([p], lr=0.5, momentum=0.9).step()
+    assert p.tolist() == [0.5, 0.5]
+
+
+def test_sgd_update_reference_also_works_with_docstring_mentioning_torch():
+    def documented(param, grad, momentum_buffer, **hyper):
+        """Same as torch.optim.SGD and torch_sgd._single_tensor_sgd."""
+        # mirrors torch.optim._functional.sgd
+        return sgd_update(param, grad, momentum_buffer, **hyper)
+    check_sgd_update(documented)
+
+
+def test_sgd_update_failing_message_names_case_and_step():
+    def wrong_late(param, grad, momentum_buffer, **hyper):
+        buf = sgd_update(param, grad, momentum_buffer, **hyper)
+        if hyper["nesterov"] and hyper["maximize"] and param.dim() == 3:
+            param.mul_(2.0)
+        return buf
+    fails(check_sgd_update, wrong_late,
+          r"case 'float64 \(2, 3, 4\), lr=tensor\(0\.05\), momentum=0\.9, nesterov, "
+          r"maximize', step 1 of 6 \(first step: momentum_buffer=None\): param \d+ of 24 "
+          r"element\(s\) differ; first at \[0, 0, 0\]: expected .*, got .* \(max abs diff")
+
+
+# --------------------------------------------------------------------------
+# The mutant library itself (course.checks.mistakes)
+# --------------------------------------------------------------------------
+
+def test_mistakes_are_name_diagnosis_update_triples():
+    for mistake in VALUE_MISTAKES + BEHAVIOUR_MISTAKES:
+        name, text, update = mistake
+        assert MISTAKES[name] is mistake and callable(update) and len(text) > 40
+        assert ("{ulp}" in text) == (name in ROUNDING)
+
+
+@pytest.mark.parametrize("mistake", VALUE_MISTAKES + BEHAVIOUR_MISTAKES,
+                         ids=[m.name for m in VALUE_MISTAKES + BEHAVIOUR_MISTAKES])
+def test_every_mutant_fails_the_check(mistake):
+    if mistake.name in ROUNDING and not fma_in_use():
+        pytest.skip("natural arithmetic is bit-exact without FMA")
+    with pytest.raises(CheckFailure):
+        check_sgd_update(mistake.update)
+
+
+# Mutants that give the same bits as an earlier one are diagnosed as that one:
+# a zero buffer = a dampened first step (told apart by the source of real code)
+# and plain arithmetic everywhere first shows in the step line.
+_SHADOWED = {"zero_initial_buffer": "dampening_on_first_step",
+             "rounding_everywhere": "rounding_step",
+             "delegates_to_functional": "delegates_to_torch_optim"}
+
+
+@pytest.mark.parametrize("mistake", VALUE_MISTAKES + BEHAVIOUR_MISTAKES,
+                         ids=[m.name for m in VALUE_MISTAKES + BEHAVIOUR_MISTAKES])
+def test_every_mutant_gets_its_own_diagnosis(mistake):
+    if mistake.name in ROUNDING and not fma_in_use():
+        pytest.skip("natural arithmetic is bit-exact without FMA")
+    expected = MISTAKES[_SHADOWED.get(mistake.name, mistake.name)].diagnosis
+    with pytest.raises(CheckFailure) as info:
+        check_sgd_update(mistake.update)
+    assert expected.split("{ulp}")[-1] in str(info.value)
+
+
+def test_mutants_match_torch_where_their_mistake_cannot_show():
+    """A mutant equals torch's SGD when its flag is off (it is ONE mistake)."""
+    p0, g = torch.randn(5, dtype=torch.float64), torch.randn(5, dtype=torch.float64)
+    for mistake in VALUE_MISTAKES:
+        if mistake.name in ROUNDING:
+            continue
+        p, ref = p0.clone(), p0.clone()
+        out = mistake.update(p, g, None, lr=0.1)
+        course.sgd.sgd_update(ref, g, None, lr=0.1)
+        assert out is None and torch.equal(p, ref), mistake.name
+
+
+# --------------------------------------------------------------------------
+# Re-verification outside the kernel (course/probes/lesson05.py)
+# --------------------------------------------------------------------------
+
+def test_probes_pass_the_solution_and_reject_delegation():
+    import copy
+    import pathlib
+
+    import nbformat
+
+    from course.verify import verify
+    assignment = "05-the-full-update-rule"
+    path = pathlib.Path(__file__).parents[1] / "solutions" / assignment / f"{assignment}.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    assert all(ok for ok, _ in verify(nb, assignment).values())
+    cheat = copy.deepcopy(nb)
+    for cell in cheat.cells:
+        if cell.metadata.get("nbgrader", {}).get("grade_id") == "sgd_update":
+            cell.source = cell.source.split("    ### BEGIN SOLUTION")[0] + (
+                "    bufs = [momentum_buffer]\n"
+                "    torch.optim._functional.sgd([param], [grad], bufs, lr=float(lr),\n"
+                "        momentum=momentum, dampening=dampening, nesterov=nesterov,\n"
+                "        weight_decay=weight_decay, maximize=maximize)\n"
+                "    return bufs[0]\n")
+    verdicts = verify(cheat, assignment)
+    assert verdicts["test_sgd_update"][0] is False
+    assert "Forbidden" in verdicts["test_sgd_update"][1]
+    assert verdicts["test_ulp_distance"][0] is True

@@ -1,0 +1,1137 @@
+"""Tests of the lesson 06 checks: each passes the reference solution (and
+course.optim.SGD) and fails every classic mistake with that mistake's own
+diagnosis. Every wrong class below is written the way a learner would."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import course.optim
+from course.checks import (
+    CheckFailure,
+    check_decay_groups,
+    check_get_momentum_buffer,
+    check_sgd_class,
+    check_sgd_init,
+    check_sgd_state,
+    check_sgd_step,
+)
+from course.checks import class_mistakes as cm
+
+
+# --------------------------------------------------------------------------
+# Reference solutions (as in the solution notebook)
+# --------------------------------------------------------------------------
+
+def decay_groups(model, weight_decay):
+    decay = [p for p in model.parameters() if p.ndim >= 2]
+    no_decay = [p for p in model.parameters() if p.ndim < 2]
+    return [{"params": decay, "weight_decay": weight_decay},
+            {"params": no_decay, "weight_decay": 0.0}]
+
+
+def get_momentum_buffer(optimizer, param):
+    return optimizer.state.get(param, {}).get("momentum_buffer")
+
+
+class SGD(torch.optim.Optimizer):
+    """The solution notebook's class."""
+
+    def __init__(self, params, lr=1e-3, momentum=0, dampening=0,
+                 weight_decay=0, nesterov=False, *, maximize=False,
+                 foreach=None, differentiable=False, fused=None):
+        if isinstance(lr, torch.Tensor) and lr.numel() != 1:
+            raise ValueError("Tensor lr must be 1-element")
+        if lr < 0.0:
+            raise ValueError(f"Invalid learning rate: {lr}")
+        if momentum < 0.0:
+            raise ValueError(f"Invalid momentum value: {momentum}")
+        if weight_decay < 0.0:
+            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+        if nesterov and (momentum <= 0 or dampening != 0):
+            raise ValueError(
+                "Nesterov momentum requires a momentum and zero dampening")
+        defaults = dict(lr=lr, momentum=momentum, dampening=dampening,
+                        weight_decay=weight_decay, nesterov=nesterov,
+                        maximize=maximize, foreach=foreach,
+                        differentiable=differentiable, fused=fused)
+        super().__init__(params, defaults)
+        if fused and differentiable:
+            raise RuntimeError("`fused` does not support `differentiable`")
+        if fused and foreach:
+            raise RuntimeError(
+                "`fused` and `foreach` cannot be `True` together.")
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        for group in self.param_groups:
+            for key, value in [("nesterov", False), ("maximize", False),
+                               ("foreach", None), ("differentiable", False),
+                               ("fused", False)]:
+                group.setdefault(key, value)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    self.update(p, group)
+        return loss
+
+    # (the notebook's solution inlines this loop body; wrong classes below
+    # override it to change one thing)
+    def update(self, p, group):
+        lr = float(group["lr"])
+        momentum, dampening = group["momentum"], group["dampening"]
+        weight_decay = group["weight_decay"]
+        g = -p.grad if group["maximize"] else p.grad
+        if weight_decay != 0:
+            g = g.add(p, alpha=weight_decay)
+        if momentum != 0:
+            state = self.state[p]
+            buf = state.get("momentum_buffer")
+            if buf is None:
+                buf = state["momentum_buffer"] = g.clone()
+            else:
+                buf.mul_(momentum).add_(g, alpha=1 - dampening)
+            g = g.add(buf, alpha=momentum) if group["nesterov"] else buf
+        p.add_(g, alpha=-lr)
+
+
+def not_implemented(*args, **kwargs):
+    raise NotImplementedError()
+
+
+class StubSGD(torch.optim.Optimizer):
+    """The released notebook's class before the learner writes anything."""
+
+    def __init__(self, params, lr=1e-3, momentum=0, dampening=0,
+                 weight_decay=0, nesterov=False, *, maximize=False,
+                 foreach=None, differentiable=False, fused=None):
+        raise NotImplementedError()
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        raise NotImplementedError()
+
+
+def fails(check, obj, pattern):
+    """Assert that ``check(obj)`` fails with a message matching ``pattern``."""
+    with pytest.raises(CheckFailure, match="(?s)" + pattern) as info:
+        check(obj)
+    return str(info.value)
+
+
+SGD_CHECKS = [check_sgd_init, check_sgd_step, check_sgd_state, check_sgd_class]
+
+
+# --------------------------------------------------------------------------
+# Contract shared by all checks
+# --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("check, reference, prefix", [
+    (check_decay_groups, decay_groups, "decay_groups: "),
+    (check_get_momentum_buffer, get_momentum_buffer, "get_momentum_buffer: "),
+    (check_sgd_init, SGD, "SGD.__init__: "),
+    (check_sgd_step, SGD, "SGD.step: "),
+    (check_sgd_state, SGD, "SGD state: "),
+    (check_sgd_class, SGD, "SGD: "),
+])
+def test_reference_passes_with_one_line(check, reference, prefix, capsys):
+    check(reference)
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1
+    assert out.startswith("\u2713 " + prefix)
+
+
+@pytest.mark.parametrize("check", SGD_CHECKS)
+def test_course_optim_sgd_passes(check, capsys):
+    check(course.optim.SGD)
+    assert capsys.readouterr().out.startswith("\u2713 ")
+
+
+def test_checks_leave_global_rng_alone():
+    state = torch.random.get_rng_state()
+    check_sgd_class(SGD)
+    check_decay_groups(decay_groups)
+    check_get_momentum_buffer(get_momentum_buffer)
+    assert torch.equal(state, torch.random.get_rng_state())
+
+
+def test_check_sgd_class_is_fast():
+    import time
+    check_sgd_class(SGD)  # warm-up (first optimizer construction imports a lot)
+    t = time.perf_counter()
+    check_sgd_class(SGD)
+    assert time.perf_counter() - t < 3.0
+
+
+@pytest.mark.parametrize("check, name", [
+    (check_decay_groups, "decay_groups"),
+    (check_get_momentum_buffer, "get_momentum_buffer"),
+])
+def test_function_checks_stub_and_non_callable(check, name):
+    fails(check, not_implemented, f"`{name}` is not implemented yet")
+    fails(check, 42, f"expects your function `{name}` itself")
+
+
+@pytest.mark.parametrize("check", SGD_CHECKS)
+def test_sgd_checks_stub_instance_and_non_class(check):
+    fails(check, StubSGD, "`SGD` is not implemented yet: replace "
+          r"`raise NotImplementedError\(\)`")
+    fails(check, SGD([torch.zeros(2, requires_grad=True)]), "got an optimizer instance")
+    fails(check, lambda params, lr=0.1: None, "expects your class `SGD`")
+    fails(check, 3, "expects your function")
+
+
+def test_other_exception_names_case_and_exception():
+    class Crashes(SGD):
+        def update(self, p, group):
+            raise ZeroDivisionError("oops")
+
+    fails(check_sgd_step, Crashes,
+          r"case 'plain SGD, lr=0.1': step 1: SGD.step\(\) raised ZeroDivisionError: oops")
+
+    def broken(model, wd):
+        return [1 / 0]
+    fails(check_decay_groups, broken, "case '.*': `decay_groups` raised ZeroDivisionError")
+
+
+# --------------------------------------------------------------------------
+# decay_groups
+# --------------------------------------------------------------------------
+
+def test_decay_groups_mistakes():
+    fails(check_decay_groups, lambda m, wd: None, "returned None.*forget `return")
+    fails(check_decay_groups, lambda m, wd: decay_groups(m, wd)[0], "returned a dict")
+    fails(check_decay_groups, lambda m, wd: decay_groups(m, wd)[::-1], "swapped")
+
+    def by_name(model, wd):
+        decay = [p for n, p in model.named_parameters() if "bias" not in n]
+        rest = [p for n, p in model.named_parameters() if "bias" in n]
+        return [{"params": decay, "weight_decay": wd}, {"params": rest, "weight_decay": 0.0}]
+    fails(check_decay_groups, by_name, "decided by name.*LayerNorm.*p.ndim >= 2")
+
+    def no_zero(model, wd):
+        groups = decay_groups(model, wd)
+        del groups[1]["weight_decay"]
+        return groups
+    fails(check_decay_groups, no_zero, "second group has no 'weight_decay'.*setdefault")
+
+    def generator(model, wd):
+        return [{"params": (p for p in model.parameters() if p.ndim >= 2),
+                 "weight_decay": wd},
+                {"params": [p for p in model.parameters() if p.ndim < 2],
+                 "weight_decay": 0.0}]
+    fails(check_decay_groups, generator, "is a generator; make it a list.*used up")
+
+    def names(model, wd):
+        return [{"params": [n for n, p in model.named_parameters() if p.ndim >= 2],
+                 "weight_decay": wd}, {"params": [], "weight_decay": 0.0}]
+    fails(check_decay_groups, names, "holds names like")
+
+    def copies(model, wd):
+        groups = decay_groups(model, wd)
+        groups[0]["params"] = [p.detach().clone() for p in groups[0]["params"]]
+        return groups
+    fails(check_decay_groups, copies, "not one of the model's parameters")
+
+    def missing(model, wd):
+        groups = decay_groups(model, wd)
+        groups[1]["params"] = groups[1]["params"][1:]
+        return groups
+    fails(check_decay_groups, missing, "is missing from your groups")
+
+    def twice(model, wd):
+        groups = decay_groups(model, wd)
+        groups[1]["params"] = groups[1]["params"] + groups[0]["params"][:1]
+        return groups
+    fails(check_decay_groups, twice, "in your groups twice")
+
+    def reordered(model, wd):
+        groups = decay_groups(model, wd)
+        groups[1]["params"] = groups[1]["params"][::-1]
+        return groups
+    fails(check_decay_groups, reordered, "keep the order of model.parameters")
+
+    def extra_lr(model, wd):
+        groups = decay_groups(model, wd)
+        groups[0]["lr"] = 0.1
+        return groups
+    fails(check_decay_groups, extra_lr, "extra keys \\['lr'\\]")
+
+    def wrong_wd(model, wd):
+        groups = decay_groups(model, wd)
+        groups[0]["weight_decay"] = 0.01
+        return groups
+    fails(check_decay_groups, wrong_wd, "first group has weight_decay 0.01, expected 0.0005")
+
+
+# --------------------------------------------------------------------------
+# get_momentum_buffer
+# --------------------------------------------------------------------------
+
+def test_get_momentum_buffer_mistakes():
+    fails(check_get_momentum_buffer, lambda opt, p: opt.state[p]["momentum_buffer"],
+          "raised KeyError.*Return None")
+    fails(check_get_momentum_buffer, lambda opt, p: opt.state[p].get("momentum_buffer"),
+          "defaultdict.*inserts")
+    fails(check_get_momentum_buffer,
+          lambda opt, p: (b.clone() if (b := get_momentum_buffer(opt, p)) is not None
+                          else None), "a copy of the buffer")
+    fails(check_get_momentum_buffer,
+          lambda opt, p: opt.state.get(p, {}).get("momentum_buffer", torch.zeros(1)),
+          "with momentum=0 there is no buffer: return None")
+
+    def always_first(opt, p):
+        return get_momentum_buffer(opt, next(iter(opt.param_groups[0]["params"])))
+    fails(check_get_momentum_buffer, always_first, "a different tensor.*different parameter")
+
+
+# --------------------------------------------------------------------------
+# SGD: structure and delegation
+# --------------------------------------------------------------------------
+
+def test_not_a_subclass_of_optimizer():
+    class Plain:
+        def __init__(self, params, lr=1e-3, momentum=0, dampening=0,
+                     weight_decay=0, nesterov=False, *, maximize=False,
+                     foreach=None, differentiable=False, fused=None):
+            self.param_groups = [dict(params=list(params), lr=lr)]
+
+        def step(self, closure=None):
+            pass
+
+    for check in SGD_CHECKS:
+        fails(check, Plain, "must subclass torch.optim.Optimizer.*isinstance")
+
+
+def test_delegation_is_rejected():
+    class Subclass(torch.optim.SGD):
+        pass
+
+    class Wrapper(torch.optim.Optimizer):
+        def __init__(self, params, lr=1e-3, momentum=0, dampening=0,
+                     weight_decay=0, nesterov=False, *, maximize=False,
+                     foreach=None, differentiable=False, fused=None):
+            params = list(params)
+            self._inner = torch.optim.SGD(params, lr, momentum, dampening,
+                                          weight_decay, nesterov, maximize=maximize)
+            super().__init__(params, self._inner.defaults)
+            self.param_groups = self._inner.param_groups
+            self.state = self._inner.state
+
+        def step(self, closure=None):
+            return self._inner.step(closure)
+
+    class Functional(SGD):
+        @torch.no_grad()
+        def step(self, closure=None):
+            from torch.optim._functional import sgd
+            for group in self.param_groups:
+                params = [p for p in group["params"] if p.grad is not None]
+                bufs = [self.state[p].get("momentum_buffer") for p in params]
+                sgd(params, [p.grad for p in params], bufs,
+                    weight_decay=group["weight_decay"], momentum=group["momentum"],
+                    lr=group["lr"], dampening=group["dampening"],
+                    nesterov=group["nesterov"], maximize=group["maximize"])
+                if group["momentum"] != 0:
+                    for p, b in zip(params, bufs):
+                        self.state[p]["momentum_buffer"] = b
+
+    for check in SGD_CHECKS:
+        fails(check, Subclass, "subclasses torch.optim.SGD")
+    fails(check_sgd_init, Wrapper, "creates a torch.optim.SGD")
+    fails(check_sgd_class, Wrapper, "creates a torch.optim.SGD")
+    fails(check_sgd_step, Functional, "calls torch.optim.sgd.sgd.*write the update yourself")
+    fails(check_sgd_class, Functional, "calls torch.optim.sgd")
+
+
+# --------------------------------------------------------------------------
+# SGD.__init__
+# --------------------------------------------------------------------------
+
+def _init_variant(body):
+    """An SGD whose __init__ validates with ``body(lr, momentum, dampening,
+    weight_decay, nesterov)`` before super().__init__."""
+    class Variant(SGD):
+        def __init__(self, params, lr=1e-3, momentum=0, dampening=0,
+                     weight_decay=0, nesterov=False, *, maximize=False,
+                     foreach=None, differentiable=False, fused=None):
+            body(lr, momentum, dampening, weight_decay, nesterov)
+            defaults = dict(lr=lr, momentum=momentum, dampening=dampening,
+                            weight_decay=weight_decay, nesterov=nesterov,
+                            maximize=maximize, foreach=foreach,
+                            differentiable=differentiable, fused=fused)
+            torch.optim.Optimizer.__init__(self, params, defaults)
+            if fused and differentiable:
+                raise RuntimeError("`fused` does not support `differentiable`")
+            if fused and foreach:
+                raise RuntimeError("`fused` and `foreach` cannot be `True` together.")
+    return Variant
+
+
+def _torch_rules(lr, momentum, dampening, weight_decay, nesterov, *, order=None,
+                 error=ValueError, messages=None, extra=None):
+    checks = {
+        "tensor": (lambda: isinstance(lr, torch.Tensor) and lr.numel() != 1,
+                   "Tensor lr must be 1-element"),
+        "lr": (lambda: lr < 0.0, f"Invalid learning rate: {lr}"),
+        "momentum": (lambda: momentum < 0.0, f"Invalid momentum value: {momentum}"),
+        "wd": (lambda: weight_decay < 0.0, f"Invalid weight_decay value: {weight_decay}"),
+        "nesterov": (lambda: nesterov and (momentum <= 0 or dampening != 0),
+                     "Nesterov momentum requires a momentum and zero dampening"),
+    }
+    for key in order or ["tensor", "lr", "momentum", "wd", "nesterov"]:
+        cond, msg = checks[key]
+        if cond():
+            raise (error(key) if error is not ValueError else
+                   ValueError((messages or {}).get(key, msg)))
+    if extra:
+        extra()
+
+
+def test_validation_wrong_type():
+    def body(lr, m, d, wd, n):
+        if m < 0:
+            raise TypeError(f"Invalid momentum value: {m}")
+        _torch_rules(lr, m, d, wd, n)
+    fails(check_sgd_init, _init_variant(body),
+          r"momentum=-0.5.*torch raises ValueError\('Invalid momentum value: -0.5'\); "
+          r"your SGD raised TypeError.*same exception type")
+
+
+def test_validation_wrong_message():
+    body = lambda lr, m, d, wd, n: _torch_rules(
+        lr, m, d, wd, n, messages={"lr": f"learning rate must be >= 0, got {lr}"})
+    fails(check_sgd_init, _init_variant(body),
+          r"lr=-0.1.*torch's message exactly: 'Invalid learning rate: -0.1'")
+
+
+def test_validation_wrong_order():
+    body = lambda lr, m, d, wd, n: _torch_rules(
+        lr, m, d, wd, n, order=["tensor", "momentum", "lr", "wd", "nesterov"])
+    fails(check_sgd_init, _init_variant(body),
+          r"lr=-1, momentum=-1.*your checks run in a different order")
+
+
+def test_validation_missing_check():
+    body = lambda lr, m, d, wd, n: _torch_rules(
+        lr, m, d, wd, n, order=["tensor", "lr", "momentum", "wd"])
+    fails(check_sgd_init, _init_variant(body),
+          r"nesterov=True \(momentum=0\).*your SGD accepted the arguments")
+
+
+def test_validation_after_super():
+    class After(SGD):
+        def __init__(self, params, lr=1e-3, momentum=0, dampening=0,
+                     weight_decay=0, nesterov=False, *, maximize=False,
+                     foreach=None, differentiable=False, fused=None):
+            defaults = dict(lr=lr, momentum=momentum, dampening=dampening,
+                            weight_decay=weight_decay, nesterov=nesterov,
+                            maximize=maximize, foreach=foreach,
+                            differentiable=differentiable, fused=fused)
+            torch.optim.Optimizer.__init__(self, params, defaults)
+            _torch_rules(lr, momentum, dampening, weight_decay, nesterov)
+    fails(check_sgd_init, After, r"params=a bare tensor, lr=-1.*validated the arguments "
+          r"after calling super\(\).__init__")
+
+
+@pytest.mark.parametrize("extra, case", [
+    (lambda lr, m, d, wd, n: m > 1 and (_ for _ in ()).throw(
+        ValueError(f"Invalid momentum value: {m}")), r"momentum=1.5"),
+    (lambda lr, m, d, wd, n: d != 0 and m == 0 and (_ for _ in ()).throw(
+        ValueError("dampening requires momentum")), r"dampening=0.5 without momentum"),
+    (lambda lr, m, d, wd, n: not 0 <= d <= 1 and (_ for _ in ()).throw(
+        ValueError(f"Invalid dampening value: {d}")), r"dampening=-0.5"),
+])
+def test_over_validation(extra, case):
+    def body(lr, m, d, wd, n):
+        _torch_rules(lr, m, d, wd, n)
+        extra(lr, m, d, wd, n)
+    fails(check_sgd_init, _init_variant(body),
+          case + r".*torch accepts this.*don't add checks that torch doesn't have")
+
+
+def test_missing_fused_checks():
+    class NoFused(SGD):
+        def __init__(self, params, lr=1e-3, momentum=0, dampening=0,
+                     weight_decay=0, nesterov=False, *, maximize=False,
+                     foreach=None, differentiable=False, fused=None):
+            _torch_rules(lr, momentum, dampening, weight_decay, nesterov)
+            torch.optim.Optimizer.__init__(self, params, dict(
+                lr=lr, momentum=momentum, dampening=dampening,
+                weight_decay=weight_decay, nesterov=nesterov, maximize=maximize,
+                foreach=foreach, differentiable=differentiable, fused=fused))
+    fails(check_sgd_init, NoFused, r"fused=True, differentiable=True.*RuntimeError.*"
+          r"AFTER super\(\).__init__")
+
+
+def test_signature_mistakes():
+    class Required(SGD):
+        def __init__(self, params, lr, momentum=0, dampening=0, weight_decay=0,
+                     nesterov=False, *, maximize=False, foreach=None,
+                     differentiable=False, fused=None):
+            super().__init__(params, lr, momentum, dampening, weight_decay, nesterov,
+                             maximize=maximize, foreach=foreach,
+                             differentiable=differentiable, fused=fused)
+    fails(check_sgd_init, Required, r"`lr` has no default; torch's default is 0.001")
+
+    class Positional(SGD):
+        def __init__(self, params, lr=1e-3, momentum=0, dampening=0, weight_decay=0,
+                     nesterov=False, maximize=False, *, foreach=None,
+                     differentiable=False, fused=None):
+            super().__init__(params, lr, momentum, dampening, weight_decay, nesterov,
+                             maximize=maximize, foreach=foreach,
+                             differentiable=differentiable, fused=fused)
+    fails(check_sgd_init, Positional, r"`maximize` must be keyword-only")
+
+    class FloatDefault(SGD):
+        def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0, weight_decay=0,
+                     nesterov=False, *, maximize=False, foreach=None,
+                     differentiable=False, fused=None):
+            super().__init__(params, lr, momentum, dampening, weight_decay, nesterov,
+                             maximize=maximize, foreach=foreach,
+                             differentiable=differentiable, fused=fused)
+    fails(check_sgd_init, FloatDefault, r"`momentum` has default 0.0 \(float\); "
+          r"torch's default is 0 \(int\)")
+
+    class NoFlags(SGD):
+        def __init__(self, params, lr=1e-3, momentum=0, dampening=0, weight_decay=0,
+                     nesterov=False, *, maximize=False):
+            super().__init__(params, lr, momentum, dampening, weight_decay, nesterov,
+                             maximize=maximize)
+    fails(check_sgd_init, NoFlags, r"no parameter `foreach`")
+
+
+def test_defaults_missing_key():
+    class Partial(SGD):
+        def __init__(self, params, lr=1e-3, momentum=0, dampening=0,
+                     weight_decay=0, nesterov=False, *, maximize=False,
+                     foreach=None, differentiable=False, fused=None):
+            _torch_rules(lr, momentum, dampening, weight_decay, nesterov)
+            torch.optim.Optimizer.__init__(self, params, dict(
+                lr=lr, momentum=momentum, dampening=dampening,
+                weight_decay=weight_decay, nesterov=nesterov, maximize=maximize))
+    fails(check_sgd_init, Partial,
+          r"`defaults` differ from torch's: missing keys \['foreach', 'differentiable', "
+          r"'fused'\]")
+
+
+def test_zero_buffers_created_in_init():
+    class Eager(SGD):
+        def __init__(self, params, lr=1e-3, momentum=0, dampening=0,
+                     weight_decay=0, nesterov=False, *, maximize=False,
+                     foreach=None, differentiable=False, fused=None):
+            super().__init__(params, lr, momentum, dampening, weight_decay, nesterov,
+                             maximize=maximize, foreach=foreach,
+                             differentiable=differentiable, fused=fused)
+            for group in self.param_groups:
+                for p in group["params"]:
+                    self.state[p]["momentum_buffer"] = torch.zeros_like(p)
+
+        def update(self, p, group):
+            buf = self.state[p]["momentum_buffer"]
+            g = p.grad
+            if group["momentum"] != 0:
+                buf.mul_(group["momentum"]).add_(g, alpha=1 - group["dampening"])
+                g = buf
+            p.add_(g, alpha=-group["lr"])
+    fails(check_sgd_init, Eager, "already had entries before the first step.*zero buffers")
+    fails(check_sgd_class, Eager, "already had entries before the first step")
+
+
+# --------------------------------------------------------------------------
+# SGD.step: trajectory mistakes
+# --------------------------------------------------------------------------
+
+def _step_variant(update):
+    class Variant(SGD):
+        pass
+    Variant.update = update
+    return Variant
+
+
+def _parts(group):
+    return (float(group["lr"]), group["momentum"], group["dampening"],
+            group["weight_decay"], group["nesterov"], group["maximize"])
+
+
+def upd_dampen_first(self, p, group):
+    lr, m, d, wd, nest, mx = _parts(group)
+    g = -p.grad if mx else p.grad
+    if wd != 0:
+        g = g.add(p, alpha=wd)
+    if m != 0:
+        buf = self.state[p].get("momentum_buffer")
+        if buf is None:
+            buf = self.state[p]["momentum_buffer"] = g.mul(1 - d)
+        else:
+            buf.mul_(m).add_(g, alpha=1 - d)
+        g = g.add(buf, alpha=m) if nest else buf
+    p.add_(g, alpha=-lr)
+
+
+def upd_zeros(self, p, group):
+    lr, m, d, wd, nest, mx = _parts(group)
+    g = -p.grad if mx else p.grad
+    if wd != 0:
+        g = g.add(p, alpha=wd)
+    if m != 0:
+        if "momentum_buffer" not in self.state[p]:
+            self.state[p]["momentum_buffer"] = torch.zeros_like(p)
+        buf = self.state[p]["momentum_buffer"]
+        buf.mul_(m).add_(g, alpha=1 - d)
+        g = g.add(buf, alpha=m) if nest else buf
+    p.add_(g, alpha=-lr)
+
+
+class GlobalCounter(SGD):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.t = 0
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        self.t += 1
+        return super().step(closure)
+
+    def update(self, p, group):
+        lr, m, d, wd, nest, mx = _parts(group)
+        g = -p.grad if mx else p.grad
+        if wd != 0:
+            g = g.add(p, alpha=wd)
+        if m != 0:
+            if self.t == 1:
+                buf = self.state[p]["momentum_buffer"] = g.clone()
+            else:
+                buf = self.state[p].setdefault("momentum_buffer", torch.zeros_like(p))
+                buf.mul_(m).add_(g, alpha=1 - d)
+            g = g.add(buf, alpha=m) if nest else buf
+        p.add_(g, alpha=-lr)
+
+
+class GlobalCounterCrash(GlobalCounter):
+    def update(self, p, group):
+        lr, m, d, wd, nest, mx = _parts(group)
+        g = -p.grad if mx else p.grad
+        if wd != 0:
+            g = g.add(p, alpha=wd)
+        if m != 0:
+            if self.t == 1:
+                buf = self.state[p]["momentum_buffer"] = g.clone()
+            else:
+                buf = self.state[p]["momentum_buffer"]
+                buf.mul_(m).add_(g, alpha=1 - d)
+            g = g.add(buf, alpha=m) if nest else buf
+        p.add_(g, alpha=-lr)
+
+
+def upd_wd_after(self, p, group):
+    lr, m, d, wd, nest, mx = _parts(group)
+    g = -p.grad if mx else p.grad
+    if m != 0:
+        buf = self.state[p].get("momentum_buffer")
+        if buf is None:
+            buf = self.state[p]["momentum_buffer"] = g.clone()
+        else:
+            buf.mul_(m).add_(g, alpha=1 - d)
+        g = g.add(buf, alpha=m) if nest else buf
+    if wd != 0:
+        g = g.add(p, alpha=wd)
+    p.add_(g, alpha=-lr)
+
+
+def upd_maximize_flip(self, p, group):
+    lr, m, d, wd, nest, mx = _parts(group)
+    g = p.grad
+    if wd != 0:
+        g = g.add(p, alpha=wd)
+    if m != 0:
+        buf = self.state[p].get("momentum_buffer")
+        if buf is None:
+            buf = self.state[p]["momentum_buffer"] = g.clone()
+        else:
+            buf.mul_(m).add_(g, alpha=1 - d)
+        g = g.add(buf, alpha=m) if nest else buf
+    p.add_(g, alpha=lr if mx else -lr)
+
+
+def upd_nesterov_old(self, p, group):
+    lr, m, d, wd, nest, mx = _parts(group)
+    g = -p.grad if mx else p.grad
+    if wd != 0:
+        g = g.add(p, alpha=wd)
+    if m != 0:
+        buf = self.state[p].get("momentum_buffer")
+        if buf is None:
+            buf = self.state[p]["momentum_buffer"] = g.clone()
+            direction = g.add(buf, alpha=m) if nest else buf
+        else:
+            direction = g.add(buf, alpha=m) if nest else None  # old buffer
+            buf.mul_(m).add_(g, alpha=1 - d)
+            direction = buf if direction is None else direction
+        g = direction
+    p.add_(g, alpha=-lr)
+
+
+def upd_modifies_grad(self, p, group):
+    lr, m, d, wd, nest, mx = _parts(group)
+    g = p.grad
+    if mx:
+        g.neg_()
+    if wd != 0:
+        g.add_(p, alpha=wd)
+    if m != 0:
+        buf = self.state[p].get("momentum_buffer")
+        if buf is None:
+            buf = self.state[p]["momentum_buffer"] = g.clone()
+        else:
+            buf.mul_(m).add_(g, alpha=1 - d)
+        g = g.add(buf, alpha=m) if nest else buf
+    p.add_(g, alpha=-lr)
+
+
+def upd_aliases_grad(self, p, group):
+    lr, m, d, wd, nest, mx = _parts(group)
+    g = -p.grad if mx else p.grad
+    if wd != 0:
+        g = g.add(p, alpha=wd)
+    if m != 0:
+        buf = self.state[p].get("momentum_buffer")
+        if buf is None:
+            buf = self.state[p]["momentum_buffer"] = g  # no copy
+        else:
+            buf.mul_(m).add_(g, alpha=1 - d)
+        g = g.add(buf, alpha=m) if nest else buf
+    p.add_(g, alpha=-lr)
+
+
+def upd_natural_math(self, p, group):
+    lr, m, d, wd, nest, mx = _parts(group)
+    g = -p.grad if mx else p.grad
+    if wd != 0:
+        g = g + wd * p
+    if m != 0:
+        buf = self.state[p].get("momentum_buffer")
+        if buf is None:
+            buf = g.clone()
+        else:
+            buf = m * buf + (1 - d) * g
+        self.state[p]["momentum_buffer"] = buf
+        g = g + m * buf if nest else buf
+    p -= lr * g
+
+
+def upd_no_state(self, p, group):
+    lr, m, d, wd, nest, mx = _parts(group)
+    g = -p.grad if mx else p.grad
+    if wd != 0:
+        g = g.add(p, alpha=wd)
+    if m != 0:
+        buf = g.clone()  # forgot to keep it
+        g = g.add(buf, alpha=m) if nest else buf
+    p.add_(g, alpha=-lr)
+
+
+def upd_uphill(self, p, group):
+    lr, m, d, wd, nest, mx = _parts(group)
+    SGD.update(self, p, dict(group, lr=-lr))
+
+
+STEP_MISTAKES = [
+    (upd_dampen_first, "applied dampening on the first step"),
+    (upd_zeros, "buffer starts at zeros"),
+    (upd_wd_after, "added weight decay after momentum"),
+    (upd_maximize_flip, "maximize by flipping the sign of the final update"),
+    (upd_nesterov_old, "Nesterov step used the OLD buffer"),
+    (upd_modifies_grad, r"\.grad was changed by step\(\).*never `p.grad.add_"),
+    (upd_aliases_grad, "shares memory with its .grad.*buf = g.clone"),
+    (upd_natural_math, r"agree with torch's to within \d+ ulp.*fused multiply-add.*"
+                       r"p.add_\(d, alpha=-lr\)"),
+    (upd_no_state, "buffer is not kept from one step to the next"),
+    (upd_uphill, "moved the parameters uphill"),
+]
+
+
+@pytest.mark.parametrize("update, pattern", STEP_MISTAKES,
+                         ids=[u.__name__ for u, _ in STEP_MISTAKES])
+def test_step_mistakes(update, pattern):
+    cls = _step_variant(update)
+    fails(check_sgd_step, cls, pattern)
+    fails(check_sgd_class, cls, pattern)
+
+
+def test_ulp_message_counts_ulps():
+    msg = fails(check_sgd_step, _step_variant(upd_natural_math), "ulp")
+    import re
+    n = int(re.search(r"to within (\d+) ulp", msg).group(1))
+    assert 1 <= n <= 64
+
+
+def test_global_step_counter():
+    msg = fails(check_sgd_step, GlobalCounter, "global step counter")
+    assert "first grad arrives at step 3" in msg
+    fails(check_sgd_step, GlobalCounterCrash,
+          r"first grad arrives at step 3.*raised KeyError.*Decide 'first step' per parameter")
+
+
+class CachedLr(SGD):
+    def __init__(self, params, lr=1e-3, **kwargs):
+        super().__init__(params, lr, **kwargs)
+        self.lr = lr
+
+    def update(self, p, group):
+        SGD.update(self, p, dict(group, lr=self.lr))
+
+
+class CachedMomentum(SGD):
+    def __init__(self, params, lr=1e-3, momentum=0, dampening=0, **kwargs):
+        super().__init__(params, lr, momentum, dampening, **kwargs)
+        self.momentum, self.dampening = momentum, dampening
+
+    def update(self, p, group):
+        SGD.update(self, p, dict(group, momentum=self.momentum,
+                                 dampening=self.dampening))
+
+
+class ReadsDefaults(SGD):
+    def update(self, p, group):
+        SGD.update(self, p, self.defaults)
+
+
+class FirstGroupOnly(SGD):
+    def update(self, p, group):
+        SGD.update(self, p, dict(self.param_groups[0], params=group["params"]))
+
+
+def test_cached_settings():
+    msg = fails(check_sgd_step, CachedLr, "used the learning rate given to the constructor")
+    assert "group['lr'] changed from 0.1 to 0.02" in msg
+    fails(check_sgd_step, CachedMomentum, "kept using the momentum settings")
+    fails(check_sgd_step, ReadsDefaults, "used the learning rate given to the constructor"
+          ".*read self.defaults")
+    fails(check_sgd_step, FirstGroupOnly, "settings of the first group")
+
+
+def test_cached_lr_breaks_scheduler_and_state_dict():
+    class CachedLrButStep(CachedLr):
+        pass
+    msg = fails(check_sgd_state, CachedLrButStep, "learning rate given to the constructor")
+    assert "state_dict from torch.optim.SGD loaded into your SGD" in msg
+
+    # a class that reads group['lr'] but caches it once at its first step: only a
+    # scheduler (or load_state_dict) reveals it
+    class LazyCache(SGD):
+        def update(self, p, group):
+            lr = group.setdefault("_first_lr", group["lr"])
+            SGD.update(self, p, dict(group, lr=lr))
+    fails(check_sgd_state, LazyCache, "StepLR|state_dict")
+
+
+class NoneAsZero(SGD):
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    p.grad = torch.zeros_like(p)
+                    self.update(p, group)
+                    p.grad = None
+                else:
+                    self.update(p, group)
+        return loss
+
+
+class NoneCrash(SGD):
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            for p in group["params"]:
+                self.update(p, group)
+
+
+def test_none_grads():
+    fails(check_sgd_step, NoneAsZero, r"\.grad is None were updated.*"
+          r"`if p.grad is None: continue`")
+    fails(check_sgd_step, NoneCrash, r"grad is None at step 2.*raised AttributeError.*"
+          r"Torch skips such parameters")
+
+
+def test_no_grad_missing():
+    class Recording(SGD):
+        def step(self, closure=None):  # no @torch.no_grad()
+            for group in self.param_groups:
+                for p in group["params"]:
+                    if p.grad is not None:
+                        self.update(p, group)
+    fails(check_sgd_step, Recording, r"leaf Variable.*Decorate step with "
+          r"`@torch.no_grad\(\)`")
+
+
+def test_tensor_lr_not_converted():
+    class TensorAlpha(SGD):
+        def update(self, p, group):
+            _, m, d, wd, nest, mx = _parts(group)
+            lr = group["lr"]  # not converted to a float
+            g = -p.grad if mx else p.grad
+            if wd != 0:
+                g = g.add(p, alpha=wd)
+            if m != 0:
+                buf = self.state[p].get("momentum_buffer")
+                if buf is None:
+                    buf = self.state[p]["momentum_buffer"] = g.clone()
+                else:
+                    buf.mul_(m).add_(g, alpha=1 - d)
+                g = g.add(buf, alpha=m) if nest else buf
+            p.add_(g, alpha=-lr)
+    fails(check_sgd_step, TensorAlpha, r"torch.tensor\(\[0.05\]\).*float\(group\['lr'\]\)")
+
+
+def test_grid_generic_message():
+    class WrongF64Nesterov(SGD):
+        def update(self, p, group):
+            if p.dtype == torch.float64 and group["nesterov"] and group["maximize"] \
+                    and p.ndim == 2 and p.shape[0] == 1:
+                SGD.update(self, p, dict(group, lr=float(group["lr"]) * 1.01))
+            else:
+                SGD.update(self, p, group)
+    check_sgd_step(WrongF64Nesterov)  # the targeted scenarios don't see it
+    fails(check_sgd_class, WrongF64Nesterov,
+          r"case 'MLP float64, .*nesterov=True, maximize=True.*': your parameters differ "
+          r"from torch.optim.SGD's after step 1, tensor 2 \(shape \(1, 5\)\): "
+          r"max abs diff .* ulp")
+
+
+# --------------------------------------------------------------------------
+# Closure, state layout, state_dict
+# --------------------------------------------------------------------------
+
+def _closure_variant(step):
+    class Variant(SGD):
+        pass
+    Variant.step = step
+    return Variant
+
+
+def _loop(self):
+    for group in self.param_groups:
+        for p in group["params"]:
+            if p.grad is not None:
+                self.update(p, group)
+
+
+@torch.no_grad()
+def step_no_enable_grad(self, closure=None):
+    loss = closure() if closure is not None else None
+    _loop(self)
+    return loss
+
+
+@torch.no_grad()
+def step_twice(self, closure=None):
+    loss = None
+    if closure is not None:
+        with torch.enable_grad():
+            closure()
+            loss = closure()
+    _loop(self)
+    return loss
+
+
+@torch.no_grad()
+def step_no_return(self, closure=None):
+    if closure is not None:
+        with torch.enable_grad():
+            closure()
+    _loop(self)
+
+
+@torch.no_grad()
+def step_item(self, closure=None):
+    loss = None
+    if closure is not None:
+        with torch.enable_grad():
+            loss = closure().item()
+    _loop(self)
+    return loss
+
+
+@torch.no_grad()
+def step_ignores_closure(self, closure=None):
+    _loop(self)
+
+
+@torch.no_grad()
+def step_closure_after(self, closure=None):
+    _loop(self)
+    if closure is not None:
+        with torch.enable_grad():
+            return closure()
+
+
+@pytest.mark.parametrize("step, pattern", [
+    (step_no_enable_grad, r"closure ran with gradients disabled.*torch.enable_grad"),
+    (step_twice, r"called the closure 2 times.*exactly once"),
+    (step_no_return, r"must return exactly what the closure returned.*returned None"),
+    (step_item, r"must return exactly what the closure returned.*returned a float"),
+    (step_ignores_closure, r"ignored the closure"),
+    (step_closure_after, r"did not use the gradients the closure computed"),
+])
+def test_closure_mistakes(step, pattern):
+    cls = _closure_variant(step)
+    fails(check_sgd_state, cls, pattern)
+    fails(check_sgd_class, cls, pattern)
+
+
+class BuffersAttribute(SGD):
+    def update(self, p, group):
+        if not hasattr(self, "buffers"):
+            self.buffers = {}
+        lr, m, d, wd, nest, mx = _parts(group)
+        g = -p.grad if mx else p.grad
+        if wd != 0:
+            g = g.add(p, alpha=wd)
+        if m != 0:
+            buf = self.buffers.get(p)
+            if buf is None:
+                buf = self.buffers[p] = g.clone()
+            else:
+                buf.mul_(m).add_(g, alpha=1 - d)
+            g = g.add(buf, alpha=m) if nest else buf
+        p.add_(g, alpha=-lr)
+
+
+class OtherKey(SGD):
+    def update(self, p, group):
+        lr, m, d, wd, nest, mx = _parts(group)
+        g = -p.grad if mx else p.grad
+        if wd != 0:
+            g = g.add(p, alpha=wd)
+        if m != 0:
+            buf = self.state[p].get("buf")
+            if buf is None:
+                buf = self.state[p]["buf"] = g.clone()
+            else:
+                buf.mul_(m).add_(g, alpha=1 - d)
+            g = g.add(buf, alpha=m) if nest else buf
+        p.add_(g, alpha=-lr)
+
+
+class StateForMomentum0(SGD):
+    def update(self, p, group):
+        self.state[p]["steps"] = self.state[p].get("steps", 0) + 1
+        SGD.update(self, p, group)
+
+
+class StoresDirection(SGD):
+    def update(self, p, group):
+        SGD.update(self, p, group)
+        if group["momentum"] != 0:  # overwrite the buffer by a copy (wrong)
+            self.state[p]["momentum_buffer"] = self.state[p]["momentum_buffer"] * 1.5
+
+
+class TouchesStateOfFrozen(SGD):
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            for p in group["params"]:
+                state = self.state[p]  # creates an entry even for skipped params
+                if p.grad is not None:
+                    self.update(p, group)
+                del state
+        return loss
+
+
+def test_state_layout_mistakes():
+    fails(check_sgd_state, BuffersAttribute, r"self.state stayed empty although "
+          r"momentum=0.9.*\(self.buffers\).*self.state\[p\]\['momentum_buffer'\]")
+    fails(check_sgd_class, BuffersAttribute, r"self.state stayed empty")
+    fails(check_sgd_state, OtherKey, r"state\[p\] has the keys \['buf'\].*'momentum_buffer'")
+    fails(check_sgd_state, StateForMomentum0, r"state\[p\] has the keys "
+          r"\['momentum_buffer', 'steps'\]")
+    fails(check_sgd_state, TouchesStateOfFrozen, r"never had a gradient got a state entry")
+
+
+def test_stored_buffer_differs():
+    msg = fails(check_sgd_step, StoresDirection, "differ from torch.optim.SGD's")
+    assert "Diagnosis" in msg or "max abs diff" in msg
+
+
+def test_missing_super_init():
+    class NoSuper(SGD):
+        def __init__(self, params, lr=1e-3, momentum=0, dampening=0,
+                     weight_decay=0, nesterov=False, *, maximize=False,
+                     foreach=None, differentiable=False, fused=None):
+            self.params = list(params)
+    fails(check_sgd_step, NoSuper, r"has no attribute '(param_groups|_optimizer_step_pre_hooks)'.*"
+          r"super\(\).__init__\(params, defaults\)")
+    fails(check_sgd_init, NoSuper, r"no `defaults` dict")
+
+
+def test_step_return_without_closure():
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = 0.0
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        _loop(self)
+        return loss
+    fails(check_sgd_state, _closure_variant(step), r"without a closure must return None")
+
+
+def test_broken_state_dict():
+    class NoLoad(SGD):
+        def load_state_dict(self, state_dict):
+            pass  # "nothing to load"
+    fails(check_sgd_state, NoLoad, "state_dict from torch.optim.SGD loaded into your SGD")
+
+    class OwnStateDict(SGD):
+        def state_dict(self):
+            return {"lr": self.param_groups[0]["lr"]}
+    fails(check_sgd_state, OwnStateDict, r"dict with the keys 'state' and 'param_groups'")
+
+
+def test_zero_grad_override():
+    class ZeroGradKeeps(SGD):
+        def zero_grad(self, set_to_none=True):
+            for group in self.param_groups:
+                for p in group["params"]:
+                    if p.grad is not None:
+                        p.grad.zero_()
+    fails(check_sgd_state, ZeroGradKeeps, r"zero_grad\(\) and zero_grad\(set_to_none=False\)")
+
+
+# --------------------------------------------------------------------------
+# The mutants themselves
+# --------------------------------------------------------------------------
+
+def test_correct_mutant_is_torch():
+    check_sgd_step(cm.mutant(""))
+
+
+# mistakes whose numbers coincide with an earlier one in every scenario
+SAME_NUMBERS = {"ignore_momentum": "buffer_not_saved", "cached_all": "cached_lr",
+                "dampen_first": "zeros_buffer"}  # the mutant's source has zeros_like
+
+
+@pytest.mark.parametrize("key", cm.MUTANTS)
+def test_every_mutant_is_caught_with_its_diagnosis(key):
+    text = cm.diagnosis(SAME_NUMBERS.get(key, key))
+    with pytest.raises(CheckFailure) as info:
+        check_sgd_step(cm.mutant(key))
+    assert text in str(info.value), (key, str(info.value))

@@ -1,0 +1,661 @@
+"""Tests of the lesson 08 checks: each passes the reference solution and fails
+every classic mistake with that mistake's own diagnosis."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from course.checks import (
+    CheckFailure,
+    check_foreach_sgd_class,
+    check_foreach_sgd_update,
+    check_group_by_device_and_dtype,
+    check_step_op_counts,
+)
+from course.optim import SGD
+from course.sgd import update_many
+
+
+# --------------------------------------------------------------------------
+# Reference solutions (as in the solution notebook)
+# --------------------------------------------------------------------------
+
+def step_op_counts(n_tensors, *, momentum=0.0, weight_decay=0.0, nesterov=False,
+                   maximize=False):
+    per_line = 1
+    per_line += 1 if maximize else 0
+    per_line += 1 if weight_decay != 0 else 0
+    per_line += 2 if momentum != 0 else 0
+    per_line += 1 if nesterov else 0
+    return n_tensors * per_line, per_line
+
+
+def group_by_device_and_dtype(tensors):
+    groups = {}
+    for i, t in enumerate(tensors):
+        groups.setdefault((t.device, t.dtype), []).append(i)
+    return groups
+
+
+def foreach_sgd_update(params, grads, bufs, *, lr, momentum=0.0, dampening=0.0,
+                       weight_decay=0.0, nesterov=False, maximize=False):
+    if maximize:
+        grads = torch._foreach_neg(grads)
+    if weight_decay != 0:
+        grads = torch._foreach_add(grads, params, alpha=weight_decay)
+    if momentum != 0:
+        if all(b is not None for b in bufs):
+            torch._foreach_mul_(bufs, momentum)
+            torch._foreach_add_(bufs, grads, alpha=1 - dampening)
+        else:
+            for i, g in enumerate(grads):
+                if bufs[i] is None:
+                    bufs[i] = g.detach().clone()
+                else:
+                    bufs[i].mul_(momentum).add_(g, alpha=1 - dampening)
+        if nesterov:
+            grads = torch._foreach_add(grads, bufs, alpha=momentum)
+        else:
+            grads = bufs
+    torch._foreach_add_(params, grads, alpha=-lr)
+
+
+def make_class(update=None, group_fn=group_by_device_and_dtype):
+    """ForeachSGD as in the notebook, with a replaceable foreach update."""
+    update = update or foreach_sgd_update
+
+    class ForeachSGD(SGD):
+        @torch.no_grad()
+        def step(self, closure=None):
+            loss = None
+            if closure is not None:
+                with torch.enable_grad():
+                    loss = closure()
+            for group in self.param_groups:
+                params = [p for p in group["params"] if p.grad is not None]
+                momentum = group["momentum"]
+                for idx in group_fn(params).values():
+                    ps = [params[i] for i in idx]
+                    bufs = [self.state[p].get("momentum_buffer") if momentum != 0
+                            else None for p in ps]
+                    update(ps, [p.grad for p in ps], bufs, lr=group["lr"],
+                           momentum=momentum, dampening=group["dampening"],
+                           weight_decay=group["weight_decay"],
+                           nesterov=group["nesterov"], maximize=group["maximize"])
+                    if momentum != 0:
+                        for p, buf in zip(ps, bufs):
+                            self.state[p]["momentum_buffer"] = buf
+            return loss
+
+    return ForeachSGD
+
+
+ForeachSGD = make_class()
+
+
+def not_implemented(*args, **kwargs):
+    raise NotImplementedError()
+
+
+def fails(check, fn, pattern):
+    """Assert that ``check(fn)`` fails with a message matching ``pattern``."""
+    with pytest.raises(CheckFailure, match="(?s)" + pattern) as info:
+        check(fn)
+    return str(info.value)
+
+
+FUNCTIONS = [
+    (check_step_op_counts, step_op_counts, "step_op_counts"),
+    (check_group_by_device_and_dtype, group_by_device_and_dtype, "group_by_device_and_dtype"),
+    (check_foreach_sgd_update, foreach_sgd_update, "foreach_sgd_update"),
+]
+
+
+# --------------------------------------------------------------------------
+# Contract shared by all checks
+# --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("check, reference, name", FUNCTIONS + [
+    (check_foreach_sgd_class, ForeachSGD, "ForeachSGD")])
+def test_reference_passes_with_one_line(check, reference, name, capsys):
+    check(reference)
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1
+    assert out.startswith(f"\u2713 {name}: ")
+
+
+@pytest.mark.parametrize("check, reference, name", FUNCTIONS)
+def test_stub_gets_not_implemented_message(check, reference, name):
+    fails(check, not_implemented, f"`{name}` is not implemented yet: replace "
+          r"`raise NotImplementedError\(\)`")
+
+
+@pytest.mark.parametrize("check, reference, name", FUNCTIONS)
+def test_non_callable_is_rejected(check, reference, name):
+    fails(check, 3.0, f"check_{name} expects your function `{name}` itself, got float")
+
+
+@pytest.mark.parametrize("check, reference, name", FUNCTIONS)
+def test_other_exception_names_case_and_exception(check, reference, name):
+    def broken(*args, **kwargs):
+        raise ValueError("boom")
+    fails(check, broken, f"case '.*': `{name}` raised ValueError: boom")
+
+
+def test_returning_none_is_explained():
+    fails(check_step_op_counts, lambda *a, **k: None, "returned None.*forget `return")
+    fails(check_group_by_device_and_dtype, lambda t: None, "returned None.*forget `return")
+
+
+def test_checks_do_not_touch_global_rng():
+    state = torch.random.get_rng_state()
+    np_state = np.random.get_state()[1].copy()
+    for check, reference, _ in FUNCTIONS:
+        check(reference)
+    check_foreach_sgd_class(ForeachSGD)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    assert np.array_equal(np.random.get_state()[1], np_state)
+
+
+# --------------------------------------------------------------------------
+# step_op_counts
+# --------------------------------------------------------------------------
+
+def op_counts_variant(**changes):
+    """A wrong step_op_counts: per-line costs changed."""
+    def wrong(n_tensors, *, momentum=0.0, weight_decay=0.0, nesterov=False,
+              maximize=False):
+        per = changes.get("base", 1)
+        per += changes.get("max", 1) if maximize else 0
+        per += changes.get("wd", 1) if weight_decay != 0 else 0
+        per += changes.get("mom", 2) if momentum != 0 else 0
+        per += changes.get("nest", 1) if nesterov else 0
+        if changes.get("swap"):
+            return per, n_tensors * per
+        if changes.get("scale"):
+            return n_tensors * per, n_tensors * per
+        if changes.get("one"):
+            return n_tensors * per, 1
+        return n_tensors * per, per
+    return wrong
+
+
+@pytest.mark.parametrize("changes, pattern", [
+    ({"swap": True}, r"returned \(foreach_ops, loop_ops\)"),
+    ({"scale": True}, "foreach count grows with the number of tensors"),
+    ({"one": True}, "foreach count is 1: each line"),
+    ({"base": 0}, "forgot the parameter update itself"),
+    ({"mom": 1}, "momentum costs TWO ops"),
+    ({"mom": 3}, "buffers already exist: there is no clone"),
+    ({"max": 0}, "maximize costs one op"),
+    ({"wd": 0}, "weight decay costs one op"),
+    ({"nest": 0}, "nesterov costs one more op"),
+])
+def test_step_op_counts_mistakes(changes, pattern):
+    fails(check_step_op_counts, op_counts_variant(**changes), r"measured on torch.*" + pattern)
+
+
+def test_step_op_counts_wrong_types():
+    fails(check_step_op_counts, lambda n, **k: n, r"must return a pair \(loop_ops, foreach_ops\)")
+    fails(check_step_op_counts, lambda n, **k: (float(n), 1.0), "both counts must be ints")
+
+
+def test_step_op_counts_unknown_mistake_is_generic():
+    msg = fails(check_step_op_counts, lambda n, **k: (n + 7, 3),
+                r"case 'n_tensors=4' \(measured on torch.optim.SGD\): expected \(4, 1\), "
+                r"got \(11, 3\)\.$")
+    assert "Diagnosis" not in msg
+
+
+# --------------------------------------------------------------------------
+# group_by_device_and_dtype
+# --------------------------------------------------------------------------
+
+def group_by(key_fn, value_fn=lambda i, t: i):
+    def wrong(tensors):
+        groups = {}
+        for i, t in enumerate(tensors):
+            groups.setdefault(key_fn(t), []).append(value_fn(i, t))
+        return groups
+    return wrong
+
+
+@pytest.mark.parametrize("fn, pattern", [
+    (group_by(lambda t: t.dtype), "keys are dtypes only.*`key = \\(t.device, t.dtype\\)`"),
+    (group_by(lambda t: t.device), "keys are devices only"),
+    (group_by(lambda t: (t.dtype, t.device)), r"keys are \(dtype, device\)"),
+    (group_by(lambda t: (str(t.device), t.dtype)), "device in your key is a str"),
+    (group_by(lambda t: (t.device.type, t.dtype)), "device in your key is a str"),
+    (group_by(lambda t: (t.device, t.dtype, t.shape)), "more than device and dtype.*shape"),
+    (group_by(lambda t: (t.device, str(t.dtype))), "second element of each key must be `t.dtype`"),
+    (group_by(lambda t: f"{t.device}-{t.dtype}"), "must be the tuple `\\(t.device, t.dtype\\)`"),
+    (group_by(lambda t: (t.device, t.dtype), lambda i, t: t), "must be INDICES.*append `i`"),
+    (group_by(lambda t: (t.device, t.dtype), lambda i, t: float(i)), "must be ints"),
+])
+def test_group_by_key_and_value_mistakes(fn, pattern):
+    fails(check_group_by_device_and_dtype, fn, pattern)
+
+
+def test_group_by_lost_order():
+    def reversed_order(tensors):
+        groups = {}
+        for i, t in enumerate(tensors):
+            groups.setdefault((t.device, t.dtype), []).insert(0, i)
+        return groups
+    fails(check_group_by_device_and_dtype, reversed_order, "lost the order.*ascending")
+
+
+def test_group_by_sorted_keys():
+    def sorted_keys(tensors):
+        groups = group_by_device_and_dtype(tensors)
+        return dict(sorted(groups.items(), key=lambda kv: str(kv[0])))
+    fails(check_group_by_device_and_dtype, sorted_keys, "first appears.*don't sort")
+
+
+def test_group_by_tuple_values():
+    def tuples(tensors):
+        return {k: tuple(v) for k, v in group_by_device_and_dtype(tensors).items()}
+    fails(check_group_by_device_and_dtype, tuples, "must be a list of indices")
+
+
+def test_group_by_missing_index():
+    def skip_small(tensors):
+        groups = {}
+        for i, t in enumerate(tensors):
+            if t.numel() > 1:
+                groups.setdefault((t.device, t.dtype), []).append(i)
+        return groups
+    fails(check_group_by_device_and_dtype, skip_small,
+          "must appear exactly once|expected the groups")
+
+
+def test_group_by_missing_group():
+    def first_dtype_only(tensors):
+        groups = group_by_device_and_dtype(tensors)
+        return dict(list(groups.items())[:1])
+    fails(check_group_by_device_and_dtype, first_dtype_only,
+          "expected the groups.*one group per distinct")
+
+
+def test_group_by_mutating_input():
+    def reverse_first(tensors):
+        tensors.reverse()
+        return group_by_device_and_dtype(tensors)
+    fails(check_group_by_device_and_dtype, reverse_first, "changed the list it was given")
+
+
+def test_group_by_not_a_dict():
+    fails(check_group_by_device_and_dtype, lambda t: [list(range(len(t)))],
+          "expected a dict")
+
+
+# --------------------------------------------------------------------------
+# foreach_sgd_update
+# --------------------------------------------------------------------------
+
+def update(**mistakes):
+    """foreach_sgd_update with switchable classic mistakes."""
+    def wrong(params, grads, bufs, *, lr, momentum=0.0, dampening=0.0,
+              weight_decay=0.0, nesterov=False, maximize=False):
+        if mistakes.get("flip_lr") and maximize:
+            lr = -lr
+        elif maximize:
+            if mistakes.get("neg_in_place"):
+                torch._foreach_neg_(grads)
+            else:
+                grads = torch._foreach_neg(grads)
+        if weight_decay != 0 and not mistakes.get("decoupled"):
+            if mistakes.get("fma_wd"):
+                grads = torch._foreach_add(grads, torch._foreach_mul(params, weight_decay))
+            elif mistakes.get("wd_in_place"):
+                torch._foreach_add_(grads, params, alpha=weight_decay)
+            else:
+                grads = torch._foreach_add(grads, params, alpha=weight_decay)
+        if momentum != 0:
+            missing = any(b is None for b in bufs)
+            if mistakes.get("rebind") and missing:
+                bufs = [g.detach().clone() for g in grads]
+            elif mistakes.get("restart_mixed") and missing:
+                for i, g in enumerate(grads):
+                    bufs[i] = g.detach().clone()
+            elif missing:
+                for i, g in enumerate(grads):
+                    if bufs[i] is None:
+                        if mistakes.get("zeros"):
+                            bufs[i] = torch.zeros_like(g).mul_(momentum).add_(
+                                g, alpha=1 - dampening)
+                        elif mistakes.get("damp_first"):
+                            bufs[i] = g.mul(1 - dampening)
+                        elif mistakes.get("alias"):
+                            bufs[i] = g
+                        else:
+                            bufs[i] = g.detach().clone()
+                    else:
+                        bufs[i].mul_(momentum).add_(g, alpha=1 - dampening)
+            elif mistakes.get("new_bufs"):
+                bufs[:] = [b.mul(momentum).add(g, alpha=1 - dampening)
+                           for b, g in zip(bufs, grads)]
+            elif mistakes.get("stale"):
+                new = torch._foreach_mul(bufs, momentum)
+                torch._foreach_add_(new, grads, alpha=1 - dampening)
+                grads = new if not nesterov else grads
+                if nesterov:
+                    grads = torch._foreach_add(grads, new, alpha=momentum)
+                torch._foreach_add_(params, grads, alpha=-lr)
+                return
+            elif mistakes.get("old_buffer"):
+                old = [b.clone() for b in bufs]
+                torch._foreach_mul_(bufs, momentum)
+                torch._foreach_add_(bufs, grads, alpha=1 - dampening)
+                torch._foreach_add_(params, old, alpha=-lr)
+                return
+            else:
+                torch._foreach_mul_(bufs, momentum)
+                if mistakes.get("fma_momentum"):
+                    torch._foreach_add_(bufs, torch._foreach_mul(grads, 1 - dampening))
+                elif mistakes.get("ema"):
+                    torch._foreach_add_(bufs, grads, alpha=1 - momentum)
+                elif mistakes.get("no_dampening"):
+                    torch._foreach_add_(bufs, grads)
+                else:
+                    torch._foreach_add_(bufs, grads, alpha=1 - dampening)
+            if nesterov and not mistakes.get("nesterov_ignored"):
+                grads = torch._foreach_add(grads, bufs, alpha=momentum)
+            else:
+                grads = bufs
+        if weight_decay != 0 and mistakes.get("decoupled"):
+            grads = torch._foreach_add(grads, params, alpha=weight_decay)
+        if mistakes.get("fma_param"):
+            torch._foreach_add_(params, torch._foreach_mul(grads, -lr))
+        elif mistakes.get("out_of_place"):
+            torch._foreach_add(params, grads, alpha=-lr)
+        elif mistakes.get("uphill"):
+            torch._foreach_add_(params, grads, alpha=lr)
+        else:
+            torch._foreach_add_(params, grads, alpha=-lr)
+    return wrong
+
+
+def test_update_built_from_mistake_switches_is_correct_without_mistakes():
+    check_foreach_sgd_update(update())
+
+
+@pytest.mark.parametrize("mistakes, pattern", [
+    ({"fma_param"}, r"ulp from torch's: your parameter update rounds twice.*alpha=-lr"),
+    ({"fma_wd"}, r"ulp from torch's: your weight decay rounds twice"),
+    ({"fma_momentum"}, r"dampening=0.3, later step'.*buffer update rounds"),
+    ({"zeros"}, r"dampening=0.5, first step'.*first-step buffers started from zeros"),
+    ({"alias"}, r"first step': the new bufs\[0\] shares memory with grads\[0\]"),
+    ({"rebind"}, r"bufs\[0\] is still None.*`bufs = \[...\]` only rebinds"),
+    ({"new_bufs"}, r"bufs\[0\] is a new tensor.*IN PLACE"),
+    ({"stale"}, "buffers did not change.*no underscore"),
+    ({"old_buffer"}, "stepped with the OLD buffers"),
+    ({"wd_in_place"}, "changed the gradients in place.*no trailing underscore"),
+    ({"neg_in_place"}, "changed the gradients in place"),
+    ({"flip_lr"}, "maximize by flipping the sign of lr"),
+    ({"decoupled"}, "weight decay after the momentum"),
+    ({"nesterov_ignored"}, "you ignored nesterov"),
+    ({"restart_mixed"}, "SOME buffers are None you restarted ALL"),
+    ({"ema"}, r"scaled the gradient by \(1 − momentum\)"),
+    ({"no_dampening"}, "you ignored dampening"),
+    ({"uphill"}, "moved the parameters uphill"),
+    ({"out_of_place"}, "parameters did not change.*_foreach_add_"),
+])
+def test_update_mistakes(mistakes, pattern):
+    fails(check_foreach_sgd_update, update(**{m: True for m in mistakes}), pattern)
+
+
+def test_update_dampened_first_step():
+    def damp_first(params, grads, bufs, *, lr, momentum=0.0, dampening=0.0,
+                   weight_decay=0.0, nesterov=False, maximize=False):
+        first = [i for i, b in enumerate(bufs) if b is None]
+        foreach_sgd_update(params, grads, bufs, lr=0.0, momentum=momentum,
+                           dampening=dampening, weight_decay=weight_decay,
+                           nesterov=nesterov, maximize=maximize)
+        for i in first if momentum else []:
+            bufs[i].mul_(1 - dampening)
+        # redo the parameter step with these buffers
+        g = torch._foreach_neg(grads) if maximize else grads
+        if weight_decay:
+            g = torch._foreach_add(g, params, alpha=weight_decay)
+        if momentum:
+            g = torch._foreach_add(g, bufs, alpha=momentum) if nesterov else bufs
+        torch._foreach_add_(params, g, alpha=-lr)
+    msg = fails(check_foreach_sgd_update, damp_first,
+                r"dampening=0.5, first step'.*applied dampening on the first step.*"
+                r"detach\(\).clone\(\)")
+    assert "zeros" not in msg.split("Diagnosis")[1]
+
+
+def test_update_few_ulp_off_gets_generic_fma_hint():
+    def scaled_lr(params, grads, bufs, *, lr, **kw):
+        foreach_sgd_update(params, grads, bufs, lr=float(lr) * (1 + 2e-7), **kw)
+    fails(check_foreach_sgd_update, scaled_lr,
+          r"agree with torch's to \d+ ulp but not bit for bit.*fused multiply-add")
+
+
+def test_update_buffers_with_momentum_zero():
+    def fills_anyway(params, grads, bufs, *, lr, momentum=0.0, **kw):
+        foreach_sgd_update(params, grads, bufs, lr=lr, momentum=momentum, **kw)
+        for i, g in enumerate(grads):
+            bufs[i] = g.clone()
+    fails(check_foreach_sgd_update, fills_anyway, "momentum = 0 there are no buffers")
+
+
+def test_update_per_tensor_loop_is_not_foreach():
+    loop_kw = lambda params, grads, bufs, *, lr, momentum=0.0, dampening=0.0, \
+        weight_decay=0.0, nesterov=False, maximize=False: update_many(  # noqa: E731
+            params, grads, bufs, lr=lr, momentum=momentum, dampening=dampening,
+            weight_decay=weight_decay, nesterov=nesterov, maximize=maximize)
+    fails(check_foreach_sgd_update, loop_kw,
+          r"op count: 12 tensors.*dispatched \d+ per-tensor ops \(.*that is a for-loop")
+
+
+def test_update_nesterov_in_place_grads_like_torch_is_allowed():
+    def like_torch(params, grads, bufs, *, lr, momentum=0.0, dampening=0.0,
+                   weight_decay=0.0, nesterov=False, maximize=False):
+        copied = maximize or weight_decay != 0
+        if maximize:
+            grads = torch._foreach_neg(grads)
+        if weight_decay != 0:
+            grads = torch._foreach_add(grads, params, alpha=weight_decay)
+        if momentum != 0:
+            if all(b is not None for b in bufs):
+                torch._foreach_mul_(bufs, momentum)
+                torch._foreach_add_(bufs, grads, alpha=1 - dampening)
+            else:
+                for i, g in enumerate(grads):
+                    if bufs[i] is None:
+                        bufs[i] = g.detach().clone()
+                    else:
+                        bufs[i].mul_(momentum).add_(g, alpha=1 - dampening)
+            if nesterov:
+                if copied:
+                    torch._foreach_add_(grads, bufs, alpha=momentum)
+                else:  # torch's quirk: writes into the caller's grads (p.grad)
+                    torch._foreach_add_(grads, bufs, alpha=momentum)
+            else:
+                grads = bufs
+        torch._foreach_add_(params, grads, alpha=-lr)
+    check_foreach_sgd_update(like_torch)
+
+
+def test_update_course_reference_passes():
+    from course.sgd import sgd_update_foreach
+    check_foreach_sgd_update(sgd_update_foreach)
+
+
+# --------------------------------------------------------------------------
+# ForeachSGD
+# --------------------------------------------------------------------------
+
+def test_class_not_a_class():
+    fails(check_foreach_sgd_class, ForeachSGD([torch.zeros(1, requires_grad=True)]),
+          "expects your class `ForeachSGD` itself")
+    fails(check_foreach_sgd_class, foreach_sgd_update, "expects your class")
+
+
+def test_class_must_subclass_optimizer():
+    class Plain:
+        pass
+    fails(check_foreach_sgd_class, Plain, "must subclass `SGD`")
+
+
+def test_class_stub_not_implemented():
+    class Stub(SGD):
+        def step(self, closure=None):
+            raise NotImplementedError()
+    fails(check_foreach_sgd_class, Stub, "`ForeachSGD` is not implemented yet")
+
+
+def test_class_other_exception_names_case():
+    class Broken(SGD):
+        def step(self, closure=None):
+            raise ValueError("boom")
+    fails(check_foreach_sgd_class, Broken, "case 'default': `ForeachSGD` raised ValueError: boom")
+
+
+def test_class_super_step_is_the_for_loop():
+    class Lazy(SGD):
+        def step(self, closure=None):
+            return super().step(closure)
+    fails(check_foreach_sgd_class, Lazy, "op count: 40 tensors.*per-tensor ops.*super\\(\\).step")
+
+
+def test_class_fma_update_gets_ulp_hint():
+    fails(check_foreach_sgd_class, make_class(update(fma_param=True)),
+          r"agree with torch's to \d+ ulp.*fused multiply-add")
+
+
+def test_class_cached_lr():
+    base = make_class()
+
+    class Cached(base):
+        def __init__(self, params, **kw):
+            super().__init__(params, **kw)
+            self._lrs = [g["lr"] for g in self.param_groups]
+
+        @torch.no_grad()
+        def step(self, closure=None):
+            now = [g["lr"] for g in self.param_groups]
+            for g, lr in zip(self.param_groups, self._lrs):
+                g["lr"] = lr
+            try:
+                return super().step(closure)
+            finally:
+                for g, lr in zip(self.param_groups, now):
+                    g["lr"] = lr
+    fails(check_foreach_sgd_class, Cached, r"step 4.*until the learning rate changed")
+
+
+def test_class_uses_defaults_instead_of_group():
+    def step(self, closure=None):
+        with torch.no_grad():
+            for group in self.param_groups:
+                params = [p for p in group["params"] if p.grad is not None]
+                bufs = [self.state[p].get("momentum_buffer") if self.defaults["momentum"]
+                        else None for p in params]
+                for idx in group_by_device_and_dtype(params).values():
+                    b = [bufs[i] for i in idx]
+                    foreach_sgd_update(
+                        [params[i] for i in idx], [params[i].grad for i in idx], b,
+                        lr=self.defaults["lr"], momentum=self.defaults["momentum"],
+                        dampening=self.defaults["dampening"],
+                        weight_decay=self.defaults["weight_decay"],
+                        nesterov=self.defaults["nesterov"],
+                        maximize=self.defaults["maximize"])
+                    if self.defaults["momentum"]:
+                        for i, buf in zip(idx, b):
+                            self.state[params[i]]["momentum_buffer"] = buf
+    Defaults = type("Defaults", (SGD,), {"step": step})
+    fails(check_foreach_sgd_class, Defaults,
+          r"step 1, parameter 4.*only the second param group")
+
+
+def test_class_buffers_not_saved():
+    def forgetful(params, grads, bufs, **kw):
+        foreach_sgd_update(params, grads, list(bufs), **kw)
+    fails(check_foreach_sgd_class, make_class(forgetful),
+          r"momentum=0.9', step 1: state\[p\]\['momentum_buffer'\] of parameter 0 is None"
+          ".*don't pass a copy")
+
+
+def test_class_state_for_momentum_zero():
+    base = make_class()
+
+    class Touchy(base):
+        def step(self, closure=None):
+            for g in self.param_groups:
+                for p in g["params"]:
+                    self.state[p]
+            return super().step(closure)
+    fails(check_foreach_sgd_class, Touchy, "momentum = 0 torch keeps opt.state empty")
+
+
+def test_class_extra_state_keys():
+    base = make_class()
+
+    class Extra(base):
+        def step(self, closure=None):
+            out = super().step(closure)
+            for p, st in self.state.items():
+                st["step"] = 1
+            return out
+    fails(check_foreach_sgd_class, Extra, "exactly one entry")
+
+
+def test_class_without_no_grad():
+    def step(self, closure=None):
+        for group in self.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            foreach_sgd_update(params, [p.grad for p in params], [None] * len(params),
+                               lr=group["lr"])
+    NoGrad = type("NoGrad", (SGD,), {"step": step})
+    fails(check_foreach_sgd_class, NoGrad, "leaf Variable.*@torch.no_grad\\(\\)")
+
+
+def test_class_none_grads_not_skipped():
+    def step(self, closure=None):
+        with torch.no_grad():
+            for group in self.param_groups:
+                params = list(group["params"])
+                foreach_sgd_update(params, [p.grad for p in params], [None] * len(params),
+                                   lr=group["lr"])
+    NoSkip = type("NoSkip", (SGD,), {"step": step})
+    fails(check_foreach_sgd_class, NoSkip, "NoneType.*skip parameters whose .grad is None")
+
+
+def test_class_closure_without_enable_grad():
+    base = make_class()
+
+    class NoEnable(base):
+        @torch.no_grad()
+        def step(self, closure=None):
+            loss = closure() if closure is not None else None
+            super().step()
+            return loss
+    fails(check_foreach_sgd_class, NoEnable, "closure was called 1 times with gradients "
+          "disabled.*torch.enable_grad")
+
+
+def test_class_closure_result_not_returned():
+    base = make_class()
+
+    class NoReturn(base):
+        def step(self, closure=None):
+            super().step(closure)
+    fails(check_foreach_sgd_class, NoReturn, "returned NoneType, expected the closure's loss")
+
+
+def test_class_mixed_first_step_restart():
+    fails(check_foreach_sgd_class, make_class(update(restart_mixed=True)),
+          r"momentum=0.9', step 3.*FIRST gradient at this step")
+
+
+def test_class_course_foreach_path_passes():
+    class ViaCourse(SGD):
+        def __init__(self, params, **kw):
+            super().__init__(params, foreach=True, **kw)
+    check_foreach_sgd_class(ViaCourse)

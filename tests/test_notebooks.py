@@ -1,0 +1,154 @@
+"""The lesson notebooks as nbgrader sees them.
+
+nbval (configured in pyproject.toml) re-executes every solution notebook and
+compares its outputs. This module adds what nbval cannot check:
+
+* every solution notebook passes nbgrader's Validator;
+* every student notebook fails every test cell (Validator with invert=True);
+* executed, a student notebook raises nothing but NotImplementedError, apart
+  from the test cells (which fail because of them);
+* ``notebooks/`` is exactly what ``nbgrader generate_assignment`` makes now;
+* no solution code and no hidden test text appears anywhere in ``notebooks/``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import re
+import subprocess
+import sys
+import textwrap
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+ASSIGNMENTS = sorted(p.name for p in (ROOT / "solutions").glob("[0-9][0-9]-*") if p.is_dir())
+BEGIN_END = re.compile(r"### BEGIN (SOLUTION|HIDDEN TESTS)(.*?)### END \1", re.S)
+
+
+def solution(a: str) -> pathlib.Path:
+    return ROOT / "solutions" / a / f"{a}.ipynb"
+
+
+def student(a: str) -> pathlib.Path:
+    return ROOT / "notebooks" / a / f"{a}.ipynb"
+
+
+def grade_cells(nb) -> dict[str, dict]:
+    return {c.metadata["nbgrader"]["grade_id"]: c for c in nb.cells
+            if c.metadata.get("nbgrader", {}).get("grade")}
+
+
+def test_every_lesson_has_source_and_release():
+    assert ASSIGNMENTS, "no lessons in solutions/"
+    for a in ASSIGNMENTS:
+        assert solution(a).is_file()
+        assert student(a).is_file(), f"{a}: run `make release` to generate notebooks/{a}"
+
+
+@pytest.mark.parametrize("a", ASSIGNMENTS)
+def test_solution_passes_nbgrader_validator(a):
+    from nbgrader.validator import Validator
+    assert Validator().validate(str(solution(a))) == {}
+
+
+@pytest.mark.parametrize("a", ASSIGNMENTS)
+def test_student_version_fails_every_test_cell(a):
+    from nbgrader.validator import Validator
+    assert Validator(invert=True).validate(str(student(a))) == {}
+
+
+@pytest.mark.parametrize("a", ASSIGNMENTS)
+def test_student_version_raises_only_not_implemented(a):
+    nb = nbformat.read(student(a), as_version=4)
+    assert all(c.get("outputs", []) == [] for c in nb.cells if c.cell_type == "code"), \
+        "student notebooks are stored without outputs"
+    NotebookClient(nb, timeout=120, allow_errors=True, kernel_name="python3",
+                   resources={"metadata": {"path": str(student(a).parent)}}).execute()
+    graded = {id(c) for c in grade_cells(nb).values()}
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            if out.output_type != "error" or id(cell) in graded:
+                continue
+            assert out.ename == "NotImplementedError", (
+                f"{a}: a non-test cell raised {out.ename}: {out.evalue}\n{cell.source[:300]}")
+    for gid, cell in grade_cells(nb).items():
+        if cell.cell_type == "code":
+            errors = [o for o in cell.outputs if o.output_type == "error"]
+            assert errors, f"{a}: test cell {gid} passed on the unsolved notebook"
+            assert "not implemented yet" in errors[0].evalue or \
+                errors[0].ename == "NotImplementedError", \
+                f"{a}: test cell {gid} should say the exercise is not implemented yet: {errors[0].evalue}"
+
+
+def _generated(tmp: pathlib.Path) -> None:
+    """Run nbgrader generate_assignment for every lesson into ``tmp``."""
+    script = textwrap.dedent(f"""
+        from traitlets.config.loader import PyFileConfigLoader
+        from nbgrader.apps import NbGraderAPI
+        config = PyFileConfigLoader("nbgrader_config.py", path=".").load_config()
+        config.CourseDirectory.release_directory = {str(tmp / 'release')!r}
+        config.CourseDirectory.db_url = "sqlite:///{tmp / 'gradebook.db'}"
+        config.Application.log_level = "WARN"
+        api = NbGraderAPI(config=config)
+        for a in {ASSIGNMENTS!r}:
+            result = api.generate_assignment(a, force=True)
+            assert result["success"], result["error"]
+    """)
+    env = dict(os.environ, PATH=f"{pathlib.Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    subprocess.run([sys.executable, "-c", script], cwd=ROOT, check=True, env=env)
+
+
+@pytest.fixture(scope="module")
+def fresh_release(tmp_path_factory) -> pathlib.Path:
+    tmp = tmp_path_factory.mktemp("release")
+    _generated(tmp)
+    return tmp / "release"
+
+
+def _normalised(path: pathlib.Path) -> dict:
+    nb = json.loads(path.read_text())
+    return {"cells": nb["cells"], "metadata": nb["metadata"]}
+
+
+@pytest.mark.parametrize("a", ASSIGNMENTS)
+def test_notebooks_in_sync_with_solutions(a, fresh_release):
+    fresh = fresh_release / a / f"{a}.ipynb"
+    assert _normalised(student(a)) == _normalised(fresh), (
+        f"notebooks/{a} is out of date: run `make release` (never edit notebooks/ by hand)")
+    extra = {p.name for p in (ROOT / "notebooks" / a).iterdir()} - \
+        {p.name for p in (fresh_release / a).iterdir()}
+    assert not extra - {".ipynb_checkpoints"}, f"notebooks/{a} has files nbgrader did not make: {extra}"
+
+
+def _secret_lines(a: str) -> list[str]:
+    """Substantial lines of solution bodies and hidden tests in the source notebook."""
+    nb = nbformat.read(solution(a), as_version=4)
+    public = "\n".join(BEGIN_END.sub("", c.source) for c in nb.cells
+                       if not c.metadata.get("nbgrader", {}).get("solution")
+                       or c.cell_type == "code")
+    lines = []
+    for cell in nb.cells:
+        for _, body in BEGIN_END.findall(cell.source):
+            lines += [ln.strip() for ln in body.splitlines()
+                      if len(ln.strip()) >= 16 and not ln.strip().startswith("#")]
+        meta = cell.metadata.get("nbgrader", {})
+        if cell.cell_type == "markdown" and meta.get("solution"):
+            lines += [ln.strip() for ln in cell.source.splitlines() if len(ln.strip()) >= 30]
+    return [ln for ln in lines if ln not in public]   # also shown on purpose elsewhere
+
+
+@pytest.mark.parametrize("a", ASSIGNMENTS)
+def test_no_solution_or_hidden_test_in_notebooks(a):
+    released = "\n".join(p.read_text() for p in (ROOT / "notebooks" / a).rglob("*") if p.is_file())
+    for marker in ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS"):
+        assert marker not in released
+    decoded = "\n".join(
+        c.source for p in (ROOT / "notebooks" / a).glob("*.ipynb")
+        for c in nbformat.read(p, as_version=4).cells)
+    leaked = [ln for ln in _secret_lines(a) if ln in decoded]
+    assert not leaked, f"{a}: solution/hidden lines visible to students: {leaked[:5]}"
