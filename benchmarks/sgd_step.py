@@ -1,9 +1,10 @@
 """Time ``step()`` of course.optim.SGD against torch.optim.SGD, as ratios.
 
 Both optimizers step identical models with identical fixed gradients in the
-same process; timings are interleaved (course, torch, course, torch, ...) and
-the median of many repetitions is compared, so machine noise affects both
-sides alike. Target: every ratio <= 1.05.
+same process; timings are interleaved (course, torch, torch, course, ...,
+rotating who goes first) and the median of many repetitions is compared, so
+machine noise affects both sides alike (course.timing). Target: every
+ratio <= 1.05.
 
 Usage: python benchmarks/sgd_step.py [--repeats N] [--threads T]
 """
@@ -11,16 +12,17 @@ Usage: python benchmarks/sgd_step.py [--repeats N] [--threads T]
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
 
 from course.optim import SGD
+from course.timing import compare_step_times, params_with_grads
+
+LARGE = "few large (4 x Linear(1024, 1024))"
 
 MODELS = {
     "many small (50 x Linear(64, 64))": lambda: [torch.nn.Linear(64, 64) for _ in range(50)],
-    "few large (4 x Linear(1024, 1024))": lambda: [torch.nn.Linear(1024, 1024) for _ in range(4)],
+    LARGE: lambda: [torch.nn.Linear(1024, 1024) for _ in range(4)],
 }
 OPTIONS = {
     "plain": dict(lr=0.01),
@@ -29,34 +31,14 @@ OPTIONS = {
 }
 
 
-def _params(make) -> list[torch.Tensor]:
-    """Parameters of a freshly built model, each with a fixed random gradient."""
-    torch.manual_seed(0)
-    params = [p for layer in make() for p in layer.parameters()]
-    for p in params:
-        p.grad = torch.randn_like(p) * 1e-3
-    return params
-
-
-def _time_step(opt: torch.optim.Optimizer, inner: int) -> float:
-    start = time.perf_counter()
-    for _ in range(inner):
-        opt.step()
-    return (time.perf_counter() - start) / inner
-
-
 def measure(make, options: dict, foreach: bool | None, repeats: int) -> tuple[float, float]:
-    """Median seconds per step for (course, torch)."""
-    ours = SGD(_params(make), foreach=foreach, **options)
-    theirs = torch.optim.SGD(_params(make), foreach=foreach, **options)
-    inner = 20 if "large" in str(make) else 50
-    for opt in (ours, theirs):                     # warm-up, creates momentum buffers
-        _time_step(opt, 5)
-    t_ours, t_theirs = [], []
-    for _ in range(repeats):
-        t_ours.append(_time_step(ours, inner))
-        t_theirs.append(_time_step(theirs, inner))
-    return statistics.median(t_ours), statistics.median(t_theirs)
+    """Median seconds per step for (course, torch), interleaved (course.timing)."""
+    t = compare_step_times(
+        {"course": lambda ps: SGD(ps, foreach=foreach, **options),
+         "torch": lambda ps: torch.optim.SGD(ps, foreach=foreach, **options)},
+        lambda: params_with_grads(make), repeats,
+        inner=20 if make is MODELS[LARGE] else 50, warmup=5, baseline="torch")
+    return t.medians["course"], t.medians["torch"]
 
 
 def main() -> None:

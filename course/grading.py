@@ -91,6 +91,11 @@ def execute(nb: nbformat.NotebookNode, cwd: pathlib.Path, timeout: int) -> str |
         return "the kernel died (did the notebook call exit() or run out of memory?)"
     except Exception as exc:  # noqa: BLE001 - reported, never a traceback
         return f"execution stopped: {type(exc).__name__}: {exc}"
+    slow = [i for i, c in enumerate(nb.cells, 1) if c.cell_type == "code" and any(
+        o.get("ename") in ("KeyboardInterrupt", "CellTimeoutError") for o in c.get("outputs", []))]
+    if slow:
+        return (f"cell {slow[0]} ran longer than {timeout} s and was interrupted "
+                "(an infinite loop?)")
     return None
 
 
@@ -136,6 +141,9 @@ def check_notebook(path: str | pathlib.Path, timeout: int = 60) -> tuple[str, li
     nb = load_notebook(path)
     lesson, ref = released_tests(nb)
     deleted = restore_tests(nb, ref)
+    for cell in nb.cells:                      # stale outputs must not count as results
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
     problem = execute(nb, path.parent.resolve(), timeout)
     return lesson, score(nb, deleted, ref), problem
 

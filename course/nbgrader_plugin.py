@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import importlib.util
+import pathlib
 from typing import Any
 
 from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
@@ -51,7 +52,8 @@ class ReVerify(NbGraderPreprocessor):
         if not self.enabled or importlib.util.find_spec(lesson_module(assignment)) is None:
             return nb, resources
         cells = _test_cells(nb)
-        for gid, (ok, message) in verify(nb, assignment, timeout=self.timeout).items():
+        root = pathlib.Path.cwd()        # nbgrader runs from the course folder
+        for gid, (ok, message) in verify(nb, assignment, root, timeout=self.timeout).items():
             cell = cells.get(gid)
             if cell is None or ok:
                 continue

@@ -254,12 +254,16 @@ def course_secrets(root: pathlib.Path = REPO) -> list[pathlib.Path]:
 
 
 def run_child(assignment: str, source: list[str], grade_ids: list[str],
-              timeout: float = 60.0) -> dict[str, dict[str, Any]]:
-    """Run the harness in a fresh (sandboxed) interpreter; never raises."""
+              timeout: float = 60.0, root: pathlib.Path | None = None) -> dict[str, dict[str, Any]]:
+    """Run the harness in a fresh (sandboxed) interpreter; never raises.
+
+    ``root`` is the course folder being graded; its secrets are hidden too.
+    """
     spec = json.dumps({"assignment": assignment, "source": source, "grade_ids": grade_ids})
     env = dict(os.environ, MPLBACKEND="Agg", MPLCONFIGDIR="/tmp/mpl", PYTHONHASHSEED="0",
                OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
-    prefix = sandbox_prefix(course_secrets())
+    hidden = course_secrets() + (course_secrets(root) if root else [])
+    prefix = sandbox_prefix(hidden)
     cmd = prefix + [sys.executable, "-m", "course.verify", "--child"]
     try:
         with tempfile.TemporaryDirectory() as scratch:
@@ -286,22 +290,30 @@ def expected_results(assignment: str, solution_path: str, mtime: float) -> dict[
     return results
 
 
-def verify(nb: Any, assignment: str, solutions: pathlib.Path = REPO / "solutions",
+def verify(nb: Any, assignment: str, root: pathlib.Path = REPO,
            timeout: float = 60.0) -> dict[str, tuple[bool, str]]:
     """Re-verify every probed test cell of an executed or raw notebook.
+
+    Args:
+        nb: the learner's notebook (nbformat).
+        assignment: its lesson id, e.g. ``"01-gradient-descent"``.
+        root: the course folder; the expected values come from its
+            ``solutions/`` (or the package's own when it has none).
 
     Returns:
         grade_id -> (passed, message) for each test cell that has a probe.
     """
     probes: dict[str, Probe] = importlib.import_module(lesson_module(assignment)).PROBES
-    sol = solutions / assignment / f"{assignment}.ipynb"
+    sol = root / "solutions" / assignment / f"{assignment}.ipynb"
+    if not sol.is_file():
+        sol = REPO / "solutions" / assignment / f"{assignment}.ipynb"
     expected = expected_results(assignment, str(sol), sol.stat().st_mtime)
     source = learner_source(nb)
     banned = banned_constructs("\n".join(source))
     if banned:
         msg = f"re-verification refused: the notebook uses {', '.join(banned)}"
         return {gid: (False, msg) for gid in probes}
-    actual = run_child(assignment, source, sorted(probes), timeout)
+    actual = run_child(assignment, source, sorted(probes), timeout, root)
     verdicts = {}
     for gid, probe in probes.items():
         got = actual.get(gid, {"error": "no result"})

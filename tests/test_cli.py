@@ -1,0 +1,133 @@
+"""`course check` (learners) and `course grade` / `course report` (instructors)."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import nbformat
+import pytest
+
+from course.__main__ import main
+from tests.conftest import ROOT
+
+LESSON = "01-gradient-descent"
+SOLUTION = ROOT / "solutions" / LESSON / f"{LESSON}.ipynb"
+RELEASE = ROOT / "notebooks" / LESSON / f"{LESSON}.ipynb"
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def learner_copy(tmp_path) -> pathlib.Path:
+    """A learner's finished notebook: the solution, hidden tests and all."""
+    path = tmp_path / LESSON / f"{LESSON}.ipynb"
+    path.parent.mkdir()
+    shutil.copy(SOLUTION, path)
+    return path
+
+
+def test_check_correct_notebook_passes(capsys, learner_copy):
+    code, out, _ = run(capsys, "check", str(learner_copy))
+    assert code == 0, out
+    assert "total: 8 / 8" in out
+    assert out.count("passed") >= 4 and "FAILED" not in out
+
+
+def test_check_unsolved_notebook_fails_with_messages(capsys):
+    code, out, _ = run(capsys, "check", str(RELEASE))
+    assert code == 1
+    assert "total: 0 / 8" in out
+    assert "`gd_step` is not implemented yet" in out
+
+
+def test_check_restores_edited_tests_and_reports_deleted_ones(capsys, learner_copy):
+    nb = nbformat.read(learner_copy, as_version=4)
+    for cell in nb.cells:
+        if cell.metadata.get("nbgrader", {}).get("grade_id") == "gd_step":
+            cell.source = cell.source.replace("return w - lr * grad", "return w + lr * grad")
+        if cell.metadata.get("nbgrader", {}).get("grade_id") == "test_gd_step":
+            cell.source = "pass  # the learner silenced the test"
+    nb.cells = [c for c in nb.cells
+                if c.metadata.get("nbgrader", {}).get("grade_id") != "test_derivative"]
+    nbformat.write(nb, learner_copy)
+    code, out, _ = run(capsys, "check", str(learner_copy))
+    assert code == 1
+    assert "moved w uphill" in out                 # the restored test ran and diagnosed
+    assert "test cell deleted" in out
+    assert "total: 5 / 8" in out
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda p: p, "no such file"),
+    (lambda p: (p.with_suffix(".txt").write_text("hi"), p.with_suffix(".txt"))[1],
+     "is not a notebook"),
+    (lambda p: (p.write_text("{not json"), p)[1], "is not valid notebook JSON"),
+    (lambda p: (nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1")]), p),
+                p)[1], "no graded exercises of SGD from Scratch"),
+    (lambda p: p.parent, "is a folder"),
+])
+def test_check_bad_input_gets_a_clear_message(capsys, tmp_path, make, message):
+    target = make(tmp_path / "x.ipynb")
+    code, out, err = run(capsys, "check", str(target))
+    assert code == 2
+    assert message in err and "Traceback" not in err
+
+
+def test_check_kernel_crash_and_timeout(capsys, learner_copy):
+    nb = nbformat.read(learner_copy, as_version=4)
+    idx = next(i for i, c in enumerate(nb.cells)
+               if c.metadata.get("nbgrader", {}).get("grade_id") == "test_gd_step")
+    loop = nb.cells[:idx] + [nbformat.v4.new_code_cell("while True:\n    pass")] + nb.cells[idx:]
+    nbformat.write(nbformat.v4.new_notebook(cells=loop, metadata=nb.metadata), learner_copy)
+    code, out, _ = run(capsys, "check", str(learner_copy), "--timeout", "3")
+    assert code == 1
+    assert "test_derivative" in out and "total: 8 / 8" in out   # later cells still ran
+    crash = nb.cells[:idx] + [nbformat.v4.new_code_cell("import os\nos._exit(1)")] + nb.cells[idx:]
+    nbformat.write(nbformat.v4.new_notebook(cells=crash, metadata=nb.metadata), learner_copy)
+    code, out, _ = run(capsys, "check", str(learner_copy))
+    assert code == 1
+    assert "the kernel died" in out
+    assert "not run" in out
+
+
+def test_console_script_and_module_entry_points():
+    for cmd in ([str(pathlib.Path(sys.executable).with_name("course")), "--help"],
+                [sys.executable, "-m", "course", "--help"]):
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        assert proc.returncode == 0 and "check" in proc.stdout and "report" in proc.stdout
+
+
+def test_grade_and_report_a_small_class(tmp_path, capsys):
+    """Two students graded in parallel through nbgrader, then summarised."""
+    shutil.copytree(ROOT / "solutions", tmp_path / "solutions")
+    shutil.copy(ROOT / "nbgrader_config.py", tmp_path)
+    env = dict(os.environ, PATH=f"{pathlib.Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    subprocess.run([str(pathlib.Path(sys.executable).with_name("nbgrader")), "generate_assignment",
+                    LESSON, "--force", "--log-level=ERROR"], cwd=tmp_path, env=env, check=True)
+    for student, source in (("alice", SOLUTION), ("bob", RELEASE)):
+        folder = tmp_path / "submitted" / student / LESSON
+        folder.mkdir(parents=True)
+        shutil.copy(source, folder / f"{LESSON}.ipynb")
+    old = os.environ["PATH"]
+    os.environ["PATH"] = env["PATH"]
+    try:
+        code, out, _ = run(capsys, "grade", LESSON, "--root", str(tmp_path), "--jobs", "2")
+    finally:
+        os.environ["PATH"] = old
+    assert code == 0 and "graded 2 of 2" in out
+    code, out, _ = run(capsys, "report", LESSON, "--root", str(tmp_path))
+    assert code == 0
+    assert "2 submissions" in out
+    assert "test_gd_step                2        1/2   1.00" in out
+    assert "`gd_step` is not implemented yet" in out
+    assert (tmp_path / "reports" / f"{LESSON}-totals.png").stat().st_size > 1000
+    code, _, err = run(capsys, "report", LESSON, "--root", str(tmp_path / "nowhere"))
+    assert code == 2 and "no gradebook.db" in err
