@@ -32,7 +32,7 @@ $(STAMP): pyproject.toml constraints.txt
 ## Jupyter's own settings apply: JUPYTER_PORT=9999 make lab, make lab LAB_ARGS=--no-browser
 lab: $(STAMP)
 	JUPYTER_CONFIG_PATH=$(CURDIR)/jupyter-config/learner \
-	  $(BIN)/jupyter lab --ServerApp.root_dir=$(NOTEBOOK_DIR) $(ROOT_FLAG) $(LAB_ARGS)
+	  $(BIN)/jupyter lab $(NOTEBOOK_DIR)/START.md --ServerApp.root_dir=$(NOTEBOOK_DIR) $(ROOT_FLAG) $(LAB_ARGS)
 
 ## JupyterLab on the repo root with nbgrader's formgrader and Create Assignment.
 lab-instructor: $(STAMP)
@@ -46,6 +46,7 @@ test: $(STAMP)
 release: $(STAMP)
 	@for a in $(ASSIGNMENTS); do \
 	  $(BIN)/nbgrader generate_assignment $$a --force --log-level=WARN || exit 1; done
+	cp solutions/START.md notebooks/START.md
 
 ## Speed of course.optim.SGD against torch.optim.SGD, as ratios.
 bench: $(STAMP)

@@ -125,6 +125,13 @@ def test_notebooks_in_sync_with_solutions(a, fresh_release):
     assert not extra - {".ipynb_checkpoints"}, f"notebooks/{a} has files nbgrader did not make: {extra}"
 
 
+def test_start_page_released():
+    assert (ROOT / "notebooks" / "START.md").read_text() == \
+        (ROOT / "solutions" / "START.md").read_text(), "run `make release`"
+    text = (ROOT / "solutions" / "START.md").read_text()
+    assert all(f"({a}/{a}.ipynb)" in text for a in ASSIGNMENTS)
+
+
 def _secret_lines(a: str) -> list[str]:
     """Substantial lines of solution bodies and hidden tests in the source notebook."""
     nb = nbformat.read(solution(a), as_version=4)

@@ -140,3 +140,18 @@ def test_learner_lab_has_no_news_and_no_instructor_panels(page, learner_lab):
     assert "nbgrader:open-assignment-list" in commands
     page.wait_for_timeout(1500)
     assert page.locator("text=Would you like to get notified about official Jupyter news?").count() == 0
+
+
+def test_start_page_links_every_lesson_in_order(page, learner_lab, screenshots):
+    """`make lab` opens START.md, rendered (not as source), linking the lessons in order."""
+    page.goto(f"{learner_lab.url}/lab/tree/START.md?reset&token={learner_lab.token}")
+    page.wait_for_selector(".jp-RenderedMarkdown a[href*='01-gradient-descent']", timeout=60_000)
+    hrefs = page.evaluate("() => [...document.querySelectorAll('.jp-RenderedMarkdown a')]"
+                          ".map(a => a.getAttribute('href'))")
+    lessons = [h.split("?")[0].split("/files/")[-1] for h in hrefs if ".ipynb" in h]
+    assert lessons == [f"{a}/{a}.ipynb" for a in ASSIGNMENTS], hrefs
+    page.screenshot(path=str(screenshots / "start.png"))
+    page.locator(".jp-RenderedMarkdown a[href*='01-gradient-descent']").first.click()
+    page.wait_for_function("() => window.jupyterapp.shell.currentWidget.context.path"
+                           " === '01-gradient-descent/01-gradient-descent.ipynb'", timeout=60_000)
+    learner_lab.shutdown_kernels()
