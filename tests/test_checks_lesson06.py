@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import course.optim
+import course.sgd
 from course.checks import (
     CheckFailure,
     check_decay_groups,
@@ -83,8 +84,10 @@ class SGD(torch.optim.Optimizer):
                     self.update(p, group)
         return loss
 
-    # (the notebook's solution inlines this loop body; wrong classes below
-    # override it to change one thing)
+    # (the notebook's solution inlines this loop body, hands foreach/fused
+    # groups to the notebook's given helpers and has optional differentiable
+    # branches: test_solution_notebook_class_passes checks that class itself;
+    # wrong classes below override `update` to change one thing)
     def update(self, p, group):
         lr = float(group["lr"])
         momentum, dampening = group["momentum"], group["dampening"]
@@ -153,6 +156,34 @@ def test_reference_passes_with_one_line(check, reference, prefix, capsys):
 def test_course_optim_sgd_passes(check, capsys):
     check(course.optim.SGD)
     assert capsys.readouterr().out.startswith("\u2713 ")
+
+
+def _solution_notebook_sgd():
+    """The SGD class of the solution notebook, with the notebook's given
+    helpers, built as the grader's re-verification builds a learner's code."""
+    import sys
+    import types
+
+    import nbformat
+
+    from course.verify import learner_source
+    from tests.conftest import ROOT
+
+    path = ROOT / "solutions" / "06-optimizer-class" / "06-optimizer-class.ipynb"
+    module = types.ModuleType("solution06_notebook")
+    sys.modules[module.__name__] = module
+    for chunk in learner_source(nbformat.read(path, as_version=4)):
+        exec(compile(chunk, str(path), "exec"), module.__dict__)  # noqa: S102
+    return module.SGD
+
+
+@pytest.mark.parametrize("check, prefix", [
+    (check_sgd_init, "SGD.__init__: "), (check_sgd_step, "SGD.step: "),
+    (check_sgd_state, "SGD state: "), (check_sgd_class, "SGD: ")])
+def test_solution_notebook_class_passes(check, prefix, capsys):
+    check(_solution_notebook_sgd())
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1 and out.startswith("\u2713 " + prefix)
 
 
 def test_checks_leave_global_rng_alone():
@@ -350,6 +381,33 @@ def test_delegation_is_rejected():
     fails(check_sgd_class, Wrapper, "creates a torch.optim.SGD")
     fails(check_sgd_step, Functional, "calls torch.optim.sgd.sgd.*write the update yourself")
     fails(check_sgd_class, Functional, "calls torch.optim.sgd")
+
+
+def foreach_sgd(params, grads, bufs, **hyper):
+    """Stands in for the notebook's given foreach helper (same name)."""
+    course.sgd.sgd_update_foreach(params, [g.clone() for g in grads], bufs, **hyper)
+
+
+def test_given_foreach_path_for_plain_groups_is_rejected():
+    class HandsOverToGiven(SGD):
+        @torch.no_grad()
+        def step(self, closure=None):
+            for group in self.param_groups:
+                params = [p for p in group["params"] if p.grad is not None]
+                momentum = group["momentum"]
+                bufs = [self.state[p].get("momentum_buffer") if momentum != 0 else None
+                        for p in params]
+                foreach_sgd(params, [p.grad for p in params], bufs,
+                            **{k: group[k] for k in ("lr", "momentum", "dampening",
+                                                     "weight_decay", "nesterov",
+                                                     "maximize")})
+                if momentum != 0:
+                    for p, b in zip(params, bufs):
+                        self.state[p]["momentum_buffer"] = b
+
+    fails(check_sgd_step, HandsOverToGiven, r"ran the given `foreach_sgd` for a group "
+          r"that asks for neither foreach nor fused.*write the for-loop update yourself")
+    fails(check_sgd_class, HandsOverToGiven, r"ran the given `foreach_sgd`")
 
 
 # --------------------------------------------------------------------------
@@ -875,7 +933,7 @@ def test_no_grad_missing():
                     if p.grad is not None:
                         self.update(p, group)
     fails(check_sgd_step, Recording, r"leaf Variable.*Decorate step with "
-          r"`@torch.no_grad\(\)`")
+          r"`@torch.no_grad\(\)`.*keep the given decorator `@no_grad_unless_differentiable`")
 
 
 def test_tensor_lr_not_converted():

@@ -168,7 +168,9 @@ NO_GRAD_MISSING = (
     "the parameter update ran with autograd recording, and torch refuses "
     "in-place changes of a leaf that requires grad. Decorate step with "
     "`@torch.no_grad()` (torch does that), so every update runs without "
-    "building a graph.")
+    "building a graph. In the lesson's notebook, keep the given decorator "
+    "`@no_grad_unless_differentiable` on step: it is torch.no_grad() unless "
+    "the optimizer was built with differentiable=True.")
 NONE_NOT_SKIPPED = (
     "a parameter whose .grad is None made your step fail. Torch skips such "
     "parameters entirely (frozen layers, unused branches): "
@@ -240,6 +242,13 @@ DELEGATES = (
     "torch.optim.Optimizer (not torch.optim.SGD) and write step() with "
     "tensor operations, without torch.optim.SGD, torch.optim.sgd or "
     "torch.optim._functional.")
+GIVEN_PATH = (
+    "your step ran the given `{name}` for a group that asks for neither "
+    "foreach nor fused. The given helpers are torch's other code paths, only "
+    "for groups with foreach=True or fused=True: `if foreach_or_fused_step("
+    "self, group): continue` hands those over and returns False for every "
+    "other group, which your own loop must then update: write the for-loop "
+    "update yourself, parameter by parameter.")
 ULP = (
     "over all steps your parameters agree with torch's to within {ulps} ulp "
     "(max abs diff {diff:.3g}) but are not bit-identical. The formulas are right; the "

@@ -25,9 +25,10 @@ hand-written ``class SGD(torch.optim.Optimizer)`` that must match
 When a trajectory differs, the check re-runs the failing scenario with each
 wrong class of :mod:`course.checks.class_mistakes` and names the mistake whose
 trajectory the learner's class follows; a result that is only a few ulp off
-gets the fused multiply-add hint. A class that subclasses ``torch.optim.SGD``
-or calls into ``torch.optim.sgd`` (watched with :func:`sys.setprofile`) is
-rejected. The checks never change the global RNG state.
+gets the fused multiply-add hint. A class that subclasses ``torch.optim.SGD``,
+calls into ``torch.optim.sgd``, or hands a plain group to the notebook's given
+foreach / fused helpers (watched with :func:`sys.setprofile`) is rejected. The
+checks never change the global RNG state.
 """
 
 from __future__ import annotations
@@ -416,6 +417,9 @@ def _call_buffer(fn: Callable[..., Any], case: str, opt: Any, p: Tensor) -> Any:
 # --------------------------------------------------------------------------
 
 _SGD_FILE = inspect.getsourcefile(_TORCH_SGD) or ""
+#: The notebook's given foreach / fused helpers: the checks' scenarios never ask
+#: for those paths, so a call means the learner's loop was handed to them.
+_GIVEN_PATHS = ("foreach_sgd", "fused_sgd")
 
 
 class _Guard:
@@ -432,6 +436,8 @@ class _Guard:
             return
         if event == "call" and frame.f_code.co_filename == _SGD_FILE:
             self.hit = frame.f_code.co_qualname
+        elif event == "call" and frame.f_code.co_name in _GIVEN_PATHS:
+            self.hit = "given:" + frame.f_code.co_name
         elif event == "c_call" and "fused_sgd" in getattr(arg, "__name__", ""):
             self.hit = "torch._fused_sgd_"
 
@@ -463,6 +469,8 @@ class _Guard:
 
 
 def _delegation_message(hit: str) -> str:
+    if hit.startswith("given:"):
+        return cm.GIVEN_PATH.format(name=hit.split(":", 1)[1])
     if hit == "torch._fused_sgd_":
         how = "calls torch._fused_sgd_"
     elif hit.startswith("SGD.__init__"):
