@@ -17,6 +17,7 @@ import json
 import os
 import pathlib
 import sys
+import tempfile
 
 from course.verify import course_secrets, sandbox_prefix
 
@@ -34,18 +35,19 @@ def course_root(start: pathlib.Path) -> pathlib.Path | None:
 def kernel_command(argv: list[str], cwd: pathlib.Path) -> list[str]:
     """bwrap + ipykernel command line for a kernel started in ``cwd``."""
     root = course_root(cwd)
-    prefix = sandbox_prefix(course_secrets(root)) if root else sandbox_prefix([])
+    scratch = pathlib.Path(tempfile.mkdtemp(prefix="sgd-sandbox-"))
+    hidden = course_secrets(root) if root else []
+    prefix = sandbox_prefix(hidden, scratch)
     kernel = [sys.executable, "-m", "ipykernel_launcher", *argv]
     if not prefix:
         print("course.sandbox: bubblewrap unavailable, kernel NOT sandboxed", file=sys.stderr)
         return kernel
-    # The kernel talks over loopback TCP and watches its parent's pid: keep both namespaces.
-    prefix = [a for a in prefix if a not in ("--unshare-net", "--unshare-pid")]
-    binds = ["--bind", str(cwd), str(cwd), "--chdir", str(cwd),
-             "--setenv", "IPYTHONDIR", "/tmp/ipython", "--setenv", "MPLCONFIGDIR", "/tmp/mpl"]
-    if "-f" in argv:                                   # the connection file may live in /tmp
-        conn = str(pathlib.Path(argv[argv.index("-f") + 1]).resolve())
-        binds += ["--ro-bind", conn, conn]
+    # The kernel talks over loopback TCP, watches its parent's pid and is interrupted
+    # through its process group: keep the network, pid namespace and session.
+    prefix = [a for a in prefix if a not in ("--unshare-net", "--unshare-pid", "--new-session")]
+    binds = ["--bind", str(cwd), str(cwd), "--chdir", str(cwd)]
+    for var in ("TMPDIR", "IPYTHONDIR", "MPLCONFIGDIR"):
+        binds += ["--setenv", var, str(scratch)]
     return prefix + binds + kernel
 
 
@@ -55,6 +57,9 @@ def install(prefix: str = sys.prefix) -> pathlib.Path:
     folder.mkdir(parents=True, exist_ok=True)
     spec = {"argv": [sys.executable, "-m", "course.sandbox", "-f", "{connection_file}"],
             "display_name": "Python 3 (grading sandbox)", "language": "python",
+            # interrupts go over the control channel: a SIGINT to the process
+            # group would stop bubblewrap, and the kernel with it
+            "interrupt_mode": "message",
             "metadata": {"debugger": False}}
     (folder / "kernel.json").write_text(json.dumps(spec, indent=1))
     return folder

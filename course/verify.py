@@ -23,26 +23,51 @@ A learner's code runs only in the child, and the comparison happens only in
 the parent, so monkeypatching, always-equal objects or patched tracebacks
 cannot change the verdict; delegating to torch's optimizer or to the course's
 answer key fails because those are disabled in the child.
+
+Inside the child the harness and the probes do not trust anything the
+learner's code can reach: they use a snapshot of the builtins taken before it
+runs (a patched ``type`` or ``isinstance`` cannot lie to them) and torch's C
+methods (a patched ``Tensor.numpy`` cannot corrupt an encoding), and an audit
+hook (:func:`_lock_down`) stops the learner's code from reading the course's
+or torch's SGD source files (to re-run a fresh copy of an answer key), from
+starting processes or threads, and from ctypes and the garbage collector's
+object lists.
 """
 
 from __future__ import annotations
 
 import ast
 import base64
+import builtins
 import dataclasses
 import functools
 import importlib
+import importlib.util
+import io
 import json
 import os
 import pathlib
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import tokenize
+import types
 from typing import Any, Callable
 
 import numpy as np
+
+#: In the child, the learner's code may patch builtins (``type``, ``isinstance``)
+#: or library functions; the harness keeps its own copies, taken at import,
+#: before any learner code runs.
+__builtins__ = dict(vars(builtins))  # noqa: A001
+_B64ENCODE = base64.b64encode
+_JSON_DUMPS = json.dumps
+_STAT = os.stat
+_ASCONTIGUOUS = np.ascontiguousarray
+_NP_GENERIC = np.generic
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -99,23 +124,48 @@ def _strip_magics(source: str) -> str:
                      for ln in source.splitlines())
 
 
-#: Constructs that only a submission trying to reach around the sandbox needs.
+#: Constructs that only a submission trying to reach around the sandbox needs:
+#: re-importing or re-running the course's code from its source (to get an
+#: answer key back after it was disabled), digging objects out of the
+#: interpreter, or killing the process. Comments are not scanned.
 BANNED = {
     r"\bimportlib\b": "importlib",
     r"\breload\s*\(": "reload()",
-    r"\bgetsource\b|\binspect\b": "inspect",
+    r"\bgetsource\w*\b|\bimport\s+inspect\b|\bfrom\s+inspect\b|\binspect\s*\.": "inspect",
     r"\bsys\.modules\b": "sys.modules",
     r"__import__": "__import__",
     r"\bsolutions/|\bgradebook\b": "reading course files",
-    r"\bos\._exit\b|\bos\.kill\b": "killing the process",
+    r"\bos\._exit\b|\bos\.kill\b|\bos\.abort\b": "killing the process",
     r"\bctypes\b": "ctypes",
-    r"__file__|site-packages": "reading the course's source files",
+    r"__file__|site-packages|__path__|__spec__|__loader__": "reading the course's source files",
+    r"\brunpy\b|\bpydoc\b|\bbuiltins\b|(?<![.\w])(exec|eval|compile)\s*\(":
+        "running code from text",
+    r"\bcourse\s*\.\s*(probes|verify)\b|\bfrom\s+course\s+import\s[^\n]*\b(probes|verify)\b":
+        "the grading harness",
+    r"__(subclasses|globals|code|closure|wrapped|defaults|kwdefaults)__|\b_getframe\b"
+    r"|\bf_(back|globals|locals|builtins)\b|\bgc\.get_\w+|\bimport\s+gc\b|\bfrom\s+gc\b":
+        "introspection of the interpreter",
 }
 
 
+def _without_comments(source: str) -> str:
+    """``source`` with its comments blanked (strings and code kept as they are)."""
+    lines = source.splitlines(keepends=True)
+    try:
+        for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+            if tok.type == tokenize.COMMENT:
+                row, col = tok.start
+                line = lines[row - 1]
+                lines[row - 1] = line[:col] + line[len(line.rstrip("\r\n")):]
+    except (tokenize.TokenError, SyntaxError, IndexError):
+        return source
+    return "".join(lines)
+
+
 def banned_constructs(source: str) -> list[str]:
-    """Names of the banned constructs that appear in ``source``."""
-    return sorted({name for pattern, name in BANNED.items() if re.search(pattern, source)})
+    """Names of the banned constructs that appear in ``source`` (outside comments)."""
+    code = _without_comments(source)
+    return sorted({name for pattern, name in BANNED.items() if re.search(pattern, code)})
 
 
 # --------------------------------------------------------------- encoding
@@ -127,24 +177,38 @@ def encode(value: Any) -> Any:
     recorded by its type name, so an object whose ``__eq__`` always returns
     True can never match a real value.
     """
-    import torch
+    tensor_types, tb, uint8 = _torch_originals()
     kind = type(value)
     if value is None or kind in (bool, int, str):
         return value
     if kind is float:
-        return {"float": value.hex()}
+        return {"float": float.hex(value)}
     if kind in (list, tuple):
         return [encode(v) for v in value]
-    if kind in (torch.Tensor, torch.nn.Parameter):
-        t = value.detach().cpu().contiguous()
-        raw = t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b""
-        return {"tensor": str(t.dtype), "shape": list(t.shape),
-                "bytes": base64.b64encode(raw).decode()}
-    if kind is np.ndarray or isinstance(value, np.generic) and kind.__module__ == "numpy":
-        a = np.ascontiguousarray(value)
+    if kind in tensor_types:
+        # torch._C.TensorBase is immutable: its methods are torch's, whatever
+        # the learner's code did to torch.Tensor.
+        t = tb.contiguous(tb.cpu(tb.detach(value)))
+        raw = tb.numpy(tb.view(tb.reshape(t, (-1,)), uint8)).tobytes() if tb.numel(t) else b""
+        return {"tensor": str(tb.dtype.__get__(t)), "shape": list(tb.size(t)),
+                "bytes": _B64ENCODE(raw).decode()}
+    if kind is np.ndarray or isinstance(value, _NP_GENERIC) and kind.__module__ == "numpy":
+        a = _ASCONTIGUOUS(value)
         return {"array": str(a.dtype), "shape": list(a.shape),
-                "bytes": base64.b64encode(a.tobytes()).decode()}
+                "bytes": _B64ENCODE(a.tobytes()).decode()}
     return {"object": f"{kind.__module__}.{kind.__qualname__}"}
+
+
+_TORCH: list[Any] = []
+
+
+def _torch_originals() -> tuple[tuple[type, ...], Any, Any]:
+    """torch's tensor types, C tensor methods and uint8, captured once (in the
+    child: before the learner's code runs)."""
+    if not _TORCH:
+        import torch
+        _TORCH.extend([(torch.Tensor, torch.nn.Parameter), torch._C.TensorBase, torch.uint8])
+    return _TORCH[0], _TORCH[1], _TORCH[2]
 
 
 def _decode_numeric(v: Any) -> np.ndarray | None:
@@ -167,12 +231,24 @@ def _decode_numeric(v: Any) -> np.ndarray | None:
 
 
 def same(actual: Any, expected: Any, probe: Probe) -> bool:
-    """Compare encoded values exactly, or within the probe's tolerance."""
+    """Compare encoded values exactly, or within the probe's tolerance.
+
+    ``actual`` comes from the child, where the learner's code ran (and may have
+    patched torch or numpy): anything malformed in it is a mismatch, never an
+    exception.
+    """
+    try:
+        return _same(actual, expected, probe)
+    except Exception:  # noqa: BLE001 - untrusted input
+        return False
+
+
+def _same(actual: Any, expected: Any, probe: Probe) -> bool:
     if probe.rtol == 0 and probe.atol == 0:
         return actual == expected
     if isinstance(expected, list):
         return isinstance(actual, list) and len(actual) == len(expected) and \
-            all(same(a, e, probe) for a, e in zip(actual, expected))
+            all(_same(a, e, probe) for a, e in zip(actual, expected))
     a, e = _decode_numeric(actual), _decode_numeric(expected)
     if a is None or e is None:
         return actual == expected
@@ -186,61 +262,301 @@ def _child() -> None:
     """Run in the fresh interpreter: probes first, then learner code, then probes."""
     spec = json.loads(sys.stdin.read())
     module = importlib.import_module(lesson_module(spec["assignment"]))
-    probes: dict[str, Probe] = module.PROBES
+    runs = {gid: probe.run for gid, probe in module.PROBES.items()}
+    _torch_originals()
     out = os.fdopen(os.dup(1), "w")
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
     os.dup2(devnull, 2)
-    _disable(getattr(module, "FORBIDDEN", ()))
-    ns: dict[str, Any] = {"__name__": "__main__"}
+    _disable(list(ALWAYS_FORBIDDEN) + list(getattr(module, "FORBIDDEN", ())))
+    _preimport(spec["source"])
+    _lock_down()
+    # The learner's code runs in a fresh ``__main__`` module, as in a notebook
+    # kernel, so that pickle finds the classes it defines.
+    main = types.ModuleType("__main__")
+    sys.modules["__main__"] = main
+    ns: dict[str, Any] = main.__dict__
+    ns["__builtins__"] = builtins    # the real ones, not the harness's snapshot
+    errors = []
+    signal.signal(signal.SIGALRM, _time_up)
     for chunk in spec["source"]:
         try:
+            signal.setitimer(signal.ITIMER_REAL, STEP_SECONDS)
             exec(compile(chunk, "<submission>", "exec"), ns)  # noqa: S102 - sandboxed child
-        except BaseException:  # noqa: BLE001 - a broken cell must not stop grading
-            pass
-    results = {}
+        except BaseException as exc:  # noqa: BLE001 - a broken cell must not stop grading
+            if not isinstance(exc, ImportError):
+                errors.append(_describe(exc))
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+    # One line per probe, written as soon as it is known: if the learner's
+    # code hangs (and even ignores the alarm), the probes done so far count.
     for gid in spec["grade_ids"]:
         try:
-            results[gid] = {"ok": encode(probes[gid].run(ns))}
+            signal.setitimer(signal.ITIMER_REAL, STEP_SECONDS)
+            result = {"ok": encode(runs[gid](ns))}
         except BaseException as exc:  # noqa: BLE001
-            results[gid] = {"error": f"{type(exc).__name__}: {exc}"[:500]}
-    out.write(json.dumps(results))
-    out.flush()
+            message = _describe(exc)
+            if errors and isinstance(exc, (NameError, KeyError)):   # a definition is missing
+                message += f" (running your code raised {errors[0]})"
+            result = {"error": message[:500]}
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+        out.write(_JSON_DUMPS({gid: result}) + "\n")
+        out.flush()
+
+
+#: Seconds for each exercise cell and each probe in the child.
+STEP_SECONDS = 20.0
+
+
+class _TimeUp(BaseException):
+    """Raised in the child when a cell or a probe runs longer than STEP_SECONDS."""
+
+
+def _time_up(*_args: Any) -> None:
+    raise _TimeUp(f"timed out after {STEP_SECONDS:g} s (an infinite loop?)")
+
+
+def _describe(exc: BaseException) -> str:
+    """``"TypeName: message"`` for any exception, even one whose str() fails."""
+    try:
+        return f"{type(exc).__name__}: {str(exc)[:400]}"
+    except BaseException:  # noqa: BLE001 - a learner-defined exception
+        return type(exc).__name__
+
+
+def _preimport(source: list[str]) -> None:
+    """Import the ``course`` and ``torch`` modules the notebook imports, now,
+    while their files can still be read (see :func:`_lock_down`)."""
+    names = set()
+    for chunk in source:
+        try:
+            tree = ast.parse(chunk)
+        except SyntaxError:
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names.update(a.name for a in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                names.add(node.module)
+                names.update(f"{node.module}.{a.name}" for a in node.names)
+    for name in sorted(names):
+        if name.split(".")[0] in ("course", "torch") and _is_module(name):
+            try:
+                importlib.import_module(name)
+            except BaseException:  # noqa: BLE001 - the learner's own problem
+                pass
+
+
+#: Audit events the learner's code may not raise (processes, threads, ctypes,
+#: the garbage collector's object lists).
+_DENIED_EVENTS = frozenset({
+    "subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork",
+    "os.forkpty", "os.kill", "os.killpg", "_thread.start_new_thread",
+    "gc.get_objects", "gc.get_referrers", "gc.get_referents"})
+
+
+def _protected_files() -> set[tuple[int, int]]:
+    """(device, inode) of every file of the course package and of torch's SGD
+    source (and their bytecode): the answer keys' source code."""
+    import torch.optim
+    files = []
+    for dirpath, _dirs, names in os.walk(REPO / "course"):
+        files += [os.path.join(dirpath, n) for n in names]
+    optim = pathlib.Path(torch.optim.__file__).parent
+    for stem in ("sgd", "_functional"):
+        files.append(str(optim / f"{stem}.py"))
+        files += [str(f) for f in (optim / "__pycache__").glob(f"{stem}.*")]
+    ids = set()
+    for f in files:
+        try:
+            st = _STAT(f)
+        except OSError:
+            continue
+        ids.add((st.st_dev, st.st_ino))
+    return ids
+
+
+def _lock_down() -> None:
+    """From now on (for good: audit hooks cannot be removed), refuse to open
+    the answer keys' source files, to start processes or threads, to use
+    ctypes and to list the interpreter's objects."""
+    protected = _protected_files()
+    stat, denied = _STAT, _DENIED_EVENTS
+    # Paths whose file name cannot change between this check and the open:
+    # str, bytes, os.DirEntry and pathlib paths with pathlib's own methods
+    # (not a learner's path-like object that names another file the second time).
+    plain, paths = (str, bytes, os.DirEntry), (pathlib.PosixPath, pathlib.PurePosixPath)
+    fspath, to_str = pathlib.PurePath.__fspath__, pathlib.PurePath.__str__
+
+    def hook(event: str, args: tuple[Any, ...]) -> None:
+        if event == "open":
+            path = args[0] if args else None
+            if path is None or type(path) is int:
+                return
+            if type(path) not in plain and not (
+                    type(path) in paths and pathlib.PurePath.__fspath__ is fspath
+                    and pathlib.PurePath.__str__ is to_str):
+                raise PermissionError("graded code may only open files by str, bytes or "
+                                      "pathlib paths")
+            try:
+                st = stat(path)
+            except (OSError, TypeError, ValueError):
+                return
+            if (st.st_dev, st.st_ino) in protected:
+                raise PermissionError("graded code may not read the course's or torch's "
+                                      "optimizer source files")
+        elif event in denied or event.startswith("ctypes."):
+            raise PermissionError(f"graded code may not use {event}")
+
+    sys.addaudithook(hook)
 
 
 class Forbidden(Exception):
     """Raised when graded code calls something the exercise must not use."""
 
 
-def _disable(dotted_names: tuple[str, ...] | list[str]) -> None:
-    """Replace each ``module.attr`` by something that raises :class:`Forbidden`."""
-    for dotted in dotted_names:
-        mod_name, attr = dotted.rsplit(".", 1)
-        module = importlib.import_module(mod_name)
+#: Disabled in every lesson: the learner-facing checks hold reference
+#: implementations (and correct "mutants") of every exercise.
+ALWAYS_FORBIDDEN = ("course.checks",)
 
-        def refuse(*_a: Any, _name: str = dotted, **_k: Any) -> Any:
-            raise Forbidden(f"{_name} may not be used by this exercise")
-        if isinstance(getattr(module, attr, None), type):
-            refuse = type(attr, (), {"__init__": refuse, "__init_subclass__": classmethod(refuse)})
-        setattr(module, attr, refuse)
+
+def _disable(dotted_names: tuple[str, ...] | list[str]) -> None:
+    """Make each forbidden name unusable in this process.
+
+    A dotted name is a module (``course.checks``: it can no longer be
+    imported), or a function or class reached through modules and classes
+    (``torch.optim.SGD``, ``course.sgd.sgd_update``,
+    ``course.optim.SGD._fused_step``). The name is replaced by a stand-in that
+    raises :class:`Forbidden`; so is every other module-level alias of the
+    same object (``course.optim`` imports ``update_many`` by name), and the
+    object itself is neutralized in place -- a function's code and a class's
+    methods refuse to run -- so that no other route (a subclass list, a
+    reference kept by another object) leads back to a working answer key.
+    """
+    replaced: dict[int, tuple[Any, Any]] = {}
+    for dotted in dotted_names:
+        if _is_module(dotted):
+            _block_module(dotted)
+            continue
+        owner, attr = _owner(dotted)
+        original = getattr(owner, attr, None)
+        if original is None or getattr(original, "_course_forbidden", False):
+            continue
+        stand_in = _refuser(dotted, original)
+        _neutralize(original, dotted)
+        try:
+            setattr(owner, attr, stand_in)
+        except (AttributeError, TypeError):
+            pass
+        replaced[id(original)] = (original, stand_in)
+    for module in list(sys.modules.values()):
+        namespace = getattr(module, "__dict__", None)
+        if not isinstance(namespace, dict):
+            continue
+        for key, value in list(namespace.items()):
+            hit = replaced.get(id(value))
+            if hit is not None and hit[0] is value:
+                namespace[key] = hit[1]
+
+
+def _is_module(dotted: str) -> bool:
+    try:
+        return importlib.util.find_spec(dotted) is not None
+    except (ImportError, AttributeError, ValueError):
+        return False
+
+
+def _block_module(name: str) -> None:
+    """Make ``import name`` (and of its submodules) fail from now on."""
+    for loaded in [m for m in sys.modules if m == name or m.startswith(name + ".")]:
+        sys.modules[loaded] = None  # type: ignore[assignment]
+    sys.modules[name] = None  # type: ignore[assignment]
+    parent, _, child = name.rpartition(".")
+    if parent and sys.modules.get(parent) is not None:
+        try:
+            delattr(sys.modules[parent], child)
+        except AttributeError:
+            pass
+
+
+def _owner(dotted: str) -> tuple[Any, str]:
+    """The module or class that holds the last part of ``dotted``, and that part."""
+    parts = dotted.split(".")
+    for i in range(len(parts) - 1, 0, -1):
+        try:
+            owner: Any = importlib.import_module(".".join(parts[:i]))
+        except ImportError:
+            continue
+        for name in parts[i:-1]:
+            owner = getattr(owner, name)
+        return owner, parts[-1]
+    raise ImportError(f"cannot resolve {dotted}")
+
+
+def _refuser(dotted: str, original: Any) -> Any:
+    """A stand-in for ``original`` that raises :class:`Forbidden` when used."""
+    def refuse(*_a: Any, **_k: Any) -> Any:
+        raise Forbidden(f"{dotted} may not be used by this exercise")
+    if isinstance(original, type):
+        return type(original.__name__, (), {"__init__": refuse, "__new__": refuse,
+                                            "__init_subclass__": classmethod(refuse),
+                                            "_course_forbidden": True})
+    refuse._course_forbidden = True  # type: ignore[attr-defined]
+    return refuse
+
+
+def _refusing_code(dotted: str) -> types.CodeType:
+    """Code for a function that raises whatever it is called with (builtins only)."""
+    message = f"{dotted} may not be used by this exercise"
+    namespace: dict[str, Any] = {}
+    exec(f"def refused(*args, **kwargs):\n    raise RuntimeError({message!r})\n",  # noqa: S102
+         namespace)
+    return namespace["refused"].__code__
+
+
+def _neutralize(obj: Any, dotted: str) -> None:
+    """Make ``obj`` itself refuse to work: a Python function's code, a class's methods."""
+    if isinstance(obj, types.FunctionType):
+        if not obj.__code__.co_freevars:
+            obj.__code__ = _refusing_code(dotted)
+            obj.__defaults__ = obj.__kwdefaults__ = None
+    elif isinstance(obj, type):
+        for name, value in list(vars(obj).items()):
+            if isinstance(value, (types.FunctionType, staticmethod, classmethod)):
+                try:
+                    setattr(obj, name, _refuser(f"{dotted}.{name}", value))
+                except (AttributeError, TypeError):
+                    pass
+        try:
+            obj.__init_subclass__ = classmethod(_refuser(dotted, None))  # type: ignore[assignment]
+        except (AttributeError, TypeError):
+            pass
 
 
 # --------------------------------------------------------------- parent side
 
-def sandbox_prefix(hidden: list[pathlib.Path]) -> list[str]:
-    """A bubblewrap command prefix (read-only /, private /tmp, no network,
-    ``hidden`` paths emptied), or [] where bubblewrap is unavailable."""
+def sandbox_prefix(hidden: list[pathlib.Path],
+                   scratch: pathlib.Path | None = None) -> list[str]:
+    """A bubblewrap command prefix, or [] where bubblewrap is unavailable.
+
+    Inside: the whole file system read-only (so the course, its venv and
+    Python stay usable wherever they live, /tmp included), ``hidden`` paths
+    emptied, ``scratch`` the one writable folder (use it as TMPDIR), no
+    network, own pid namespace.
+    """
     bwrap = shutil.which("bwrap")
     if not bwrap or os.environ.get("COURSE_NO_SANDBOX"):
         return []
     args = [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
-            "--tmpfs", "/tmp", "--unshare-net", "--unshare-pid", "--die-with-parent",
-            "--new-session"]
+            "--unshare-net", "--unshare-pid", "--die-with-parent", "--new-session"]
     for path in hidden:
         if path.is_dir():
             args += ["--tmpfs", str(path)]
         elif path.exists():
             args += ["--ro-bind", "/dev/null", str(path)]
+    if scratch is not None:
+        args += ["--bind", str(scratch), str(scratch)]
     if subprocess.run(args + ["true"], capture_output=True).returncode != 0:
         return []
     return args
@@ -260,21 +576,31 @@ def run_child(assignment: str, source: list[str], grade_ids: list[str],
     ``root`` is the course folder being graded; its secrets are hidden too.
     """
     spec = json.dumps({"assignment": assignment, "source": source, "grade_ids": grade_ids})
-    env = dict(os.environ, MPLBACKEND="Agg", MPLCONFIGDIR="/tmp/mpl", PYTHONHASHSEED="0",
-               OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
     hidden = course_secrets() + (course_secrets(root) if root else [])
-    prefix = sandbox_prefix(hidden)
-    cmd = prefix + [sys.executable, "-m", "course.verify", "--child"]
     try:
-        with tempfile.TemporaryDirectory() as scratch:
+        with tempfile.TemporaryDirectory(prefix="sgd-verify-") as scratch:
+            env = dict(os.environ, MPLBACKEND="Agg", MPLCONFIGDIR=scratch, TMPDIR=scratch,
+                       PYTHONHASHSEED="0", OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+            cmd = sandbox_prefix(hidden, pathlib.Path(scratch)) + [
+                sys.executable, "-m", "course.verify", "--child"]
             proc = subprocess.run(cmd, input=spec, capture_output=True, text=True,
-                                  timeout=timeout, env=env, cwd="/tmp" if prefix else scratch)
-        return json.loads(proc.stdout)
-    except subprocess.TimeoutExpired:
-        reason = f"timed out after {timeout:g} s (an infinite loop?)"
-    except (json.JSONDecodeError, ValueError):
-        reason = "the re-run of your code crashed before reporting (did it exit the process?)"
-    return {gid: {"error": reason} for gid in grade_ids}
+                                  timeout=timeout, env=env, cwd=scratch)
+        output, reason = proc.stdout, ("the re-run of your code crashed before reporting "
+                                       "(did it exit the process?)")
+    except subprocess.TimeoutExpired as exc:
+        output, reason = exc.stdout or "", f"timed out after {timeout:g} s (an infinite loop?)"
+    if isinstance(output, bytes):
+        output = output.decode(errors="replace")
+    results: dict[str, dict[str, Any]] = {}
+    for line in output.splitlines():
+        try:
+            item = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(item, dict):
+            results.update({k: v for k, v in item.items()
+                            if k in grade_ids and isinstance(v, dict) and k not in results})
+    return {gid: results.get(gid, {"error": reason}) for gid in grade_ids}
 
 
 @functools.lru_cache(maxsize=32)
@@ -317,8 +643,9 @@ def verify(nb: Any, assignment: str, root: pathlib.Path = REPO,
     verdicts = {}
     for gid, probe in probes.items():
         got = actual.get(gid, {"error": "no result"})
-        if "error" in got:
-            verdicts[gid] = (False, f"re-verification outside the notebook failed: {got['error']}")
+        if "ok" not in got or "error" in got:
+            error = str(got.get("error", "no result"))[:500]
+            verdicts[gid] = (False, f"re-verification outside the notebook failed: {error}")
         elif not same(got["ok"], expected[gid]["ok"], probe):
             verdicts[gid] = (False, "re-verification outside the notebook failed: your "
                                     "definitions give different results in a fresh interpreter")

@@ -26,7 +26,6 @@ and says which one it is and how to fix it.
 from __future__ import annotations
 
 import inspect
-import math
 from typing import Any, Callable
 
 import numpy as np

@@ -59,7 +59,7 @@ class Lab:
                                      start_new_session=True)
         self._wait()
 
-    def _wait(self, timeout: float = 60) -> None:
+    def _wait(self, timeout: float = 180) -> None:
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:
@@ -139,3 +139,11 @@ def instructor_lab(chromium_path, course_copy, tmp_path_factory):
 @pytest.fixture(scope="session")
 def screenshots(tmp_path_factory) -> pathlib.Path:
     return tmp_path_factory.mktemp("screenshots")
+
+
+@pytest.fixture
+def page(browser):
+    """A fresh browser tab (own context) per test."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    yield context.new_page()
+    context.close()
