@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 
 from course.checks import (
-    CheckFailure,
     check_derivative,
     check_gd_step,
     check_gradient_descent,
     check_steps_to_tolerance,
 )
+from tests.check_contract import CheckContract, fails, run_leaving_global_rng_alone
 
 
 # --------------------------------------------------------------------------
@@ -50,17 +50,6 @@ def steps_to_tolerance(lr, e0, tol, L=2.0):
     return math.ceil(math.log(tol / abs(e0)) / math.log(q))
 
 
-def not_implemented(*args, **kwargs):
-    raise NotImplementedError()
-
-
-def fails(check, fn, pattern):
-    """Assert that ``check(fn)`` fails with a message matching ``pattern``."""
-    with pytest.raises(CheckFailure, match="(?s)" + pattern) as info:
-        check(fn)
-    return str(info.value)
-
-
 ALL = [
     (check_derivative, derivative, "derivative"),
     (check_gd_step, gd_step, "gd_step"),
@@ -73,26 +62,13 @@ ALL = [
 # Contract shared by all four checks
 # --------------------------------------------------------------------------
 
-@pytest.mark.parametrize("check, reference, name", ALL)
-def test_reference_passes_with_one_line(check, reference, name, capsys):
-    check(reference)
-    out = capsys.readouterr().out
-    assert out.count("\n") == 1
-    assert out.startswith(f"\u2713 {name}: ")
+class TestContract(CheckContract):
+    ALL = ALL
 
-
-@pytest.mark.parametrize("check, reference, name", ALL)
-def test_stub_is_not_implemented_yet(check, reference, name):
-    message = fails(check, not_implemented, "not implemented yet")
-    assert f"`{name}`" in message
-    assert "Diagnosis" not in message
-
-
-@pytest.mark.parametrize("check, reference, name", ALL)
-def test_non_callable(check, reference, name):
-    fails(check, 42, rf"expects your function `{name}` itself.*got int")
-    fails(check, reference(*_sample_args(name)) if name != "gradient_descent"
-          else [0.0], "without parentheses")
+    def test_non_callable(self, check, reference, name):
+        super().test_non_callable(check, reference, name)
+        fails(check, reference(*_sample_args(name)) if name != "gradient_descent"
+              else [0.0], "without parentheses")
 
 
 def _sample_args(name):
@@ -100,20 +76,8 @@ def _sample_args(name):
             "steps_to_tolerance": (0.1, 3.0, 1e-3)}[name]
 
 
-@pytest.mark.parametrize("check, reference, name", ALL)
-def test_other_exception_names_case_and_exception(check, reference, name):
-    def broken(*args, **kwargs):
-        raise KeyError("oops")
-    message = fails(check, broken, r"case '.*': `\w+` raised KeyError: 'oops'")
-    assert name in message
-
-
-def test_checks_do_not_touch_global_rng(capsys):
-    np.random.seed(123)
-    state = np.random.get_state()[1].copy()
-    for check, reference, _ in ALL:
-        check(reference)
-    assert np.array_equal(np.random.get_state()[1], state)
+def test_checks_do_not_touch_global_rng():
+    run_leaving_global_rng_alone(ALL)
 
 
 # --------------------------------------------------------------------------

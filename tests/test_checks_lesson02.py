@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import math
-import re
 
 import numpy as np
 import pytest
 import torch
 
 from course.checks import (
-    CheckFailure,
     check_autograd_derivative,
     check_finite_difference,
     check_fit_linear_regression,
     check_gd_step_autograd,
 )
+from tests.check_contract import CheckContract, fails
 
 # --------------------------------------------------------------------------
 # Reference solutions (the same as in the solution notebook)
@@ -53,28 +52,13 @@ def fit_linear_regression(X, y, lr, n_steps):
     return w, b, losses
 
 
-def stub(*args, **kwargs):
-    raise NotImplementedError()
-
-
-def raises_key_error(*args, **kwargs):
-    raise KeyError("oops")
-
-
-CHECKS = {
-    "autograd_derivative": (check_autograd_derivative, autograd_derivative),
-    "finite_difference": (check_finite_difference, finite_difference),
-    "gd_step_autograd": (check_gd_step_autograd, gd_step_autograd),
-    "fit_linear_regression": (check_fit_linear_regression, fit_linear_regression),
-}
-
-
-def fails(check, fn, pattern):
-    """Assert that ``check(fn)`` fails with a message matching ``pattern``."""
-    with pytest.raises(CheckFailure) as info:
-        check(fn)
-    assert re.search(pattern, str(info.value), re.S), str(info.value)
-    return str(info.value)
+ALL = [
+    (check_autograd_derivative, autograd_derivative, "autograd_derivative"),
+    (check_finite_difference, finite_difference, "finite_difference"),
+    (check_gd_step_autograd, gd_step_autograd, "gd_step_autograd"),
+    (check_fit_linear_regression, fit_linear_regression, "fit_linear_regression"),
+]
+CHECKS = {name: (check, reference) for check, reference, name in ALL}
 
 
 # --------------------------------------------------------------------------
@@ -82,27 +66,8 @@ def fails(check, fn, pattern):
 # --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", CHECKS)
-def test_reference_passes_with_one_line(name, capsys):
-    check, reference = CHECKS[name]
-    check(reference)
-    out = capsys.readouterr().out
-    assert out.startswith(f"\u2713 {name}: ") and out.count("\n") == 1
-
-
-@pytest.mark.parametrize("name", CHECKS)
-def test_stub_is_not_implemented_yet(name):
-    fails(CHECKS[name][0], stub, rf"`{name}` is not implemented yet")
-
-
-@pytest.mark.parametrize("name", CHECKS)
-def test_non_callable(name):
-    fails(CHECKS[name][0], 3.0, rf"expects your function `{name}` itself, got float")
-
-
-@pytest.mark.parametrize("name", CHECKS)
-def test_other_exception_names_case_and_exception(name):
-    fails(CHECKS[name][0], raises_key_error, r"case '.*': `\w+` raised KeyError: 'oops'")
+class TestContract(CheckContract):
+    ALL = ALL
 
 
 def no_return(reference):
@@ -148,38 +113,31 @@ def test_grad_mode_switched_off(name):
 # --------------------------------------------------------------------------
 
 
-def test_derivative_returned_tensor():
-    def wrong(f, w):
-        w = torch.tensor(w, requires_grad=True)
-        f(w).backward()
-        return w.grad
-    fails(check_autograd_derivative, wrong, r"got a tensor.*value is right.*\.item\(\)")
-
-
-def test_derivative_returned_f_value_tensor():
+def returning(result):
+    """autograd_derivative done right up to its return value, ``result(w, out)``
+    (w the tensor that requires grad, out = f(w) after out.backward())."""
     def wrong(f, w):
         w = torch.tensor(w, requires_grad=True)
         out = f(w)
         out.backward()
-        return out
-    fails(check_autograd_derivative, wrong, r"returned f\(w\), a tensor with grad_fn=\w+")
+        return result(w, out)
+    return wrong
 
 
-def test_derivative_returned_input_tensor():
-    def wrong(f, w):
-        w = torch.tensor(w, requires_grad=True)
-        f(w).backward()
-        return w
-    fails(check_autograd_derivative, wrong, r"returned the input tensor itself.*\.grad")
-
-
-def test_derivative_returned_f_value_float():
-    def wrong(f, w):
-        w = torch.tensor(w, requires_grad=True)
-        out = f(w)
-        out.backward()
-        return out.item()
-    fails(check_autograd_derivative, wrong, r"returned f\(w\), the value of the function")
+@pytest.mark.parametrize("result, pattern", [
+    pytest.param(lambda w, out: w.grad, r"got a tensor.*value is right.*\.item\(\)",
+                 id="returned_tensor"),
+    pytest.param(lambda w, out: out, r"returned f\(w\), a tensor with grad_fn=\w+",
+                 id="returned_f_value_tensor"),
+    pytest.param(lambda w, out: w, r"returned the input tensor itself.*\.grad",
+                 id="returned_input_tensor"),
+    pytest.param(lambda w, out: out.item(), r"returned f\(w\), the value of the function",
+                 id="returned_f_value_float"),
+    pytest.param(lambda w, out: w.grad.numpy(),
+                 r"expected a Python float, got ndarray.*\.item\(\)", id="numpy_array"),
+])
+def test_derivative_wrong_return_value(result, pattern):
+    fails(check_autograd_derivative, returning(result), pattern)
 
 
 def test_derivative_backward_twice():
@@ -206,14 +164,6 @@ def test_derivative_no_requires_grad():
         f(w).backward()
         return w.grad.item()
     fails(check_autograd_derivative, wrong, r"does not require grad.*requires_grad=True")
-
-
-def test_derivative_numpy_array():
-    def wrong(f, w):
-        w = torch.tensor(w, requires_grad=True)
-        f(w).backward()
-        return w.grad.numpy()
-    fails(check_autograd_derivative, wrong, r"expected a Python float, got ndarray.*\.item\(\)")
 
 
 def test_derivative_without_autograd():
@@ -294,21 +244,33 @@ def test_fd_accepts_equivalent_forms(capsys):
 # --------------------------------------------------------------------------
 
 
-def step_no_zero(params, loss_fn, lr):
+def backward_from_cleared(params, loss_fn):
+    """The right start of a step: clear every .grad, compute the loss, backward()."""
+    for p in params:
+        p.grad = None
     loss = loss_fn()
     loss.backward()
+    return loss
+
+
+def descend(params, lr):
+    """The right update: p -= lr * p.grad for every p, under torch.no_grad()."""
     with torch.no_grad():
         for p in params:
             p -= lr * p.grad
+
+
+def step_no_zero(params, loss_fn, lr):
+    loss = loss_fn()
+    loss.backward()
+    descend(params, lr)
     return loss.item()
 
 
 def step_zero_at_end(params, loss_fn, lr):
     loss = loss_fn()
     loss.backward()
-    with torch.no_grad():
-        for p in params:
-            p -= lr * p.grad
+    descend(params, lr)
     for p in params:
         p.grad = None
     return loss.item()
@@ -335,10 +297,7 @@ def test_step_zero_grad_on_none():
 
 def test_step_update_outside_no_grad():
     def wrong(params, loss_fn, lr):
-        for p in params:
-            p.grad = None
-        loss = loss_fn()
-        loss.backward()
+        loss = backward_from_cleared(params, loss_fn)
         for p in params:
             p -= lr * p.grad
         return loss.item()
@@ -348,10 +307,7 @@ def test_step_update_outside_no_grad():
 
 def test_step_replaced_tensor_outside_no_grad():
     def wrong(params, loss_fn, lr):
-        for p in params:
-            p.grad = None
-        loss = loss_fn()
-        loss.backward()
+        loss = backward_from_cleared(params, loss_fn)
         for i, p in enumerate(params):
             params[i] = p - lr * p.grad
         return loss.item()
@@ -362,10 +318,7 @@ def test_step_replaced_tensor_outside_no_grad():
 
 def test_step_replaced_tensor_inside_no_grad():
     def wrong(params, loss_fn, lr):
-        for p in params:
-            p.grad = None
-        loss = loss_fn()
-        loss.backward()
+        loss = backward_from_cleared(params, loss_fn)
         with torch.no_grad():
             for i, p in enumerate(params):
                 params[i] = (p - lr * p.grad).requires_grad_()
@@ -376,10 +329,7 @@ def test_step_replaced_tensor_inside_no_grad():
 
 def test_step_rebinds_local_name():
     def wrong(params, loss_fn, lr):
-        for p in params:
-            p.grad = None
-        loss = loss_fn()
-        loss.backward()
+        loss = backward_from_cleared(params, loss_fn)
         for p in params:
             p = p - lr * p.grad  # noqa: PLW2901 - the mistake under test
         return loss.item()
@@ -410,9 +360,7 @@ def test_step_forgot_backward():
         for p in params:
             p.grad = None
         loss = loss_fn()
-        with torch.no_grad():
-            for p in params:
-                p -= lr * p.grad
+        descend(params, lr)
         return loss.item()
     fails(check_gd_step_autograd, wrong, r"TypeError.*p\.grad is None when you use it")
 
@@ -447,13 +395,8 @@ def test_step_detached_params():
 
 def test_step_returned_tensor():
     def wrong(params, loss_fn, lr):
-        for p in params:
-            p.grad = None
-        loss = loss_fn()
-        loss.backward()
-        with torch.no_grad():
-            for p in params:
-                p -= lr * p.grad
+        loss = backward_from_cleared(params, loss_fn)
+        descend(params, lr)
         return loss
     fails(check_gd_step_autograd, wrong, r"got a tensor.*loss\.item\(\)")
 

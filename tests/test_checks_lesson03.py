@@ -10,25 +10,13 @@ import pytest
 import torch
 
 from course import stochastic as ref
-from course.checks import (CheckFailure, check_lr_schedule, check_minibatch_gradient,
+from course.checks import (check_lr_schedule, check_minibatch_gradient,
                            check_minibatch_indices, check_sgd_epoch)
+from tests.check_contract import CheckContract, fails
 
 # --------------------------------------------------------------------------- #
 # helpers
 # --------------------------------------------------------------------------- #
-
-
-def stub(*args, **kwargs):
-    raise NotImplementedError()
-
-
-def fails(check, fn, pattern: str) -> str:
-    """Run ``check(fn)``, expect a CheckFailure matching ``pattern``."""
-    with pytest.raises(CheckFailure) as info:
-        check(fn)
-    message = str(info.value)
-    assert re.search(pattern, message, re.S), message
-    return message
 
 
 @pytest.fixture(autouse=True)
@@ -40,40 +28,23 @@ def global_rng_untouched():
 
 
 ALL = [
-    (check_minibatch_indices, ref.minibatch_indices, "minibatch_indices",
-     r"✓ minibatch_indices: 6 cases give the batches of torch\.randperm"),
-    (check_minibatch_gradient, ref.minibatch_gradient, "minibatch_gradient",
-     r"✓ minibatch_gradient: 5 cases match \(2/\|B\|\) X_B\^T r_B"),
-    (check_sgd_epoch, ref.sgd_epoch, "sgd_epoch",
-     r"✓ sgd_epoch: 5 cases and two epochs in a row match one SGD step"),
-    (check_lr_schedule, ref.lr_schedule, "lr_schedule",
-     r"✓ lr_schedule: 7 cases match lr0 / \(1 \+ decay \* step\)"),
+    (check_minibatch_indices, ref.minibatch_indices, "minibatch_indices"),
+    (check_minibatch_gradient, ref.minibatch_gradient, "minibatch_gradient"),
+    (check_sgd_epoch, ref.sgd_epoch, "sgd_epoch"),
+    (check_lr_schedule, ref.lr_schedule, "lr_schedule"),
 ]
 
 
-@pytest.mark.parametrize("check, reference, name, message", ALL)
-def test_reference_passes_with_one_line(check, reference, name, message, capsys):
-    check(reference)
-    out = capsys.readouterr().out
-    assert out.count("\n") == 1 and re.match(message, out), out
-
-
-@pytest.mark.parametrize("check, reference, name, message", ALL)
-def test_stub_is_not_implemented_yet(check, reference, name, message):
-    fails(check, stub, rf"`{name}` is not implemented yet: replace "
-                       r"`raise NotImplementedError\(\)`")
-
-
-@pytest.mark.parametrize("check, reference, name, message", ALL)
-def test_non_callable(check, reference, name, message):
-    fails(check, 3.0, rf"check_{name} expects your function `{name}` itself, got float")
-
-
-@pytest.mark.parametrize("check, reference, name, message", ALL)
-def test_other_exception_names_case_and_exception(check, reference, name, message):
-    def broken(*args):
-        raise KeyError("oops")
-    fails(check, broken, rf"case '.*': `{name}` raised KeyError: 'oops'")
+class TestContract(CheckContract):
+    ALL = ALL
+    PASS_LINES = {
+        "minibatch_indices": r"✓ minibatch_indices: 6 cases give the batches of "
+                             r"torch\.randperm",
+        "minibatch_gradient": r"✓ minibatch_gradient: 5 cases match \(2/\|B\|\) "
+                              r"X_B\^T r_B",
+        "sgd_epoch": r"✓ sgd_epoch: 5 cases and two epochs in a row match one SGD step",
+        "lr_schedule": r"✓ lr_schedule: 7 cases match lr0 / \(1 \+ decay \* step\)",
+    }
 
 
 # --------------------------------------------------------------------------- #
@@ -295,6 +266,14 @@ def test_gradient_accepts_float_bias_and_autograd():
 # --------------------------------------------------------------------------- #
 
 
+def _steps(w, b, X, y, lr, batches):
+    """The right SGD steps, w, b -= lr * minibatch gradient, one per batch."""
+    for idx in batches:
+        gw, gb = ref.minibatch_gradient(w, b, X, y, idx)
+        w, b = w - lr * gw, b - lr * gb
+    return w, b
+
+
 def test_sgd_single_full_batch_step():
     def one_step(w, b, X, y, lr, batch_size, generator):
         ref.minibatch_indices(len(y), batch_size, generator)
@@ -314,19 +293,13 @@ def test_sgd_full_gradient_per_batch():
 
 def test_sgd_global_rng_shuffle():
     def global_rng(w, b, X, y, lr, batch_size, generator):
-        for idx in torch.randperm(len(y)).split(batch_size):
-            gw, gb = ref.minibatch_gradient(w, b, X, y, idx)
-            w, b = w - lr * gw, b - lr * gb
-        return w, b
+        return _steps(w, b, X, y, lr, torch.randperm(len(y)).split(batch_size))
     fails(check_sgd_epoch, global_rng, r"global random state changed.*global random")
 
 
 def test_sgd_not_shuffled():
     def in_order(w, b, X, y, lr, batch_size, generator):
-        for idx in torch.arange(len(y)).split(batch_size):
-            gw, gb = ref.minibatch_gradient(w, b, X, y, idx)
-            w, b = w - lr * gw, b - lr * gb
-        return w, b
+        return _steps(w, b, X, y, lr, torch.arange(len(y)).split(batch_size))
     fails(check_sgd_epoch, in_order, r"in order 0, 1, 2")
 
 
@@ -335,10 +308,7 @@ def test_sgd_drops_last_batch():
         batches = ref.minibatch_indices(len(y), batch_size, generator)
         if len(y) % batch_size:
             batches = batches[:-1]
-        for idx in batches:
-            gw, gb = ref.minibatch_gradient(w, b, X, y, idx)
-            w, b = w - lr * gw, b - lr * gb
-        return w, b
+        return _steps(w, b, X, y, lr, batches)
     fails(check_sgd_epoch, drop_last, r"skipped the last, smaller batch")
 
 
@@ -395,11 +365,9 @@ def test_sgd_copy_of_generator():
 
 def test_sgd_reshuffles_per_step():
     def per_step(w, b, X, y, lr, batch_size, generator):
-        for _ in range(math.ceil(len(y) / batch_size)):
-            idx = torch.randperm(len(y), generator=generator)[:batch_size]
-            gw, gb = ref.minibatch_gradient(w, b, X, y, idx)
-            w, b = w - lr * gw, b - lr * gb
-        return w, b
+        batches = (torch.randperm(len(y), generator=generator)[:batch_size]
+                   for _ in range(math.ceil(len(y) / batch_size)))
+        return _steps(w, b, X, y, lr, batches)
     fails(check_sgd_epoch, per_step, r"expected .*Diagnosis: for each batch idx of "
                                      r"minibatch_indices")
 

@@ -8,12 +8,12 @@ import pytest
 import torch
 
 from course.checks import (
-    CheckFailure,
     check_effective_lr,
     check_heavy_ball,
     check_momentum_step,
     check_steps_after_lr_change,
 )
+from tests.check_contract import ReturnValueContract, fails, run_leaving_global_rng_alone
 
 
 # --------------------------------------------------------------------------
@@ -48,17 +48,6 @@ def steps_after_lr_change(buf, grad, lr_old, lr_new, momentum):
     return torch_step, velocity_step
 
 
-def not_implemented(*args, **kwargs):
-    raise NotImplementedError()
-
-
-def fails(check, fn, pattern):
-    """Assert that ``check(fn)`` fails with a message matching ``pattern``."""
-    with pytest.raises(CheckFailure, match="(?s)" + pattern) as info:
-        check(fn)
-    return str(info.value)
-
-
 ALL = [
     (check_momentum_step, momentum_step, "momentum_step"),
     (check_heavy_ball, heavy_ball, "heavy_ball"),
@@ -71,49 +60,38 @@ ALL = [
 # Contract shared by all checks
 # --------------------------------------------------------------------------
 
-@pytest.mark.parametrize("check, reference, name", ALL)
-def test_reference_passes_with_one_line(check, reference, name, capsys):
-    check(reference)
-    out = capsys.readouterr().out
-    assert out.count("\n") == 1
-    assert out.startswith(f"\u2713 {name}: ")
-
-
-@pytest.mark.parametrize("check, reference, name", ALL)
-def test_stub_gets_not_implemented_message(check, reference, name):
-    fails(check, not_implemented, f"`{name}` is not implemented yet: replace "
-          r"`raise NotImplementedError\(\)`")
-
-
-@pytest.mark.parametrize("check, reference, name", ALL)
-def test_non_callable_is_rejected(check, reference, name):
-    fails(check, 3.0, f"check_{name} expects your function `{name}` itself, got float")
-
-
-@pytest.mark.parametrize("check, reference, name", ALL)
-def test_other_exception_names_case_and_exception(check, reference, name):
-    def broken(*args, **kwargs):
-        raise ValueError("boom")
-    fails(check, broken, f"case '.*': `{name}` raised ValueError: boom")
-
-
-@pytest.mark.parametrize("check, reference, name", ALL)
-def test_returning_none_is_explained(check, reference, name):
-    fails(check, lambda *a, **k: None, "returned None.*forget `return")
+class TestContract(ReturnValueContract):
+    ALL = ALL
 
 
 def test_checks_do_not_touch_global_rng():
-    state = torch.random.get_rng_state()
-    np_state = np.random.get_state()[1].copy()
-    for check, reference, _ in ALL:
-        check(reference)
-    assert torch.equal(torch.random.get_rng_state(), state)
-    assert np.array_equal(np.random.get_state()[1], np_state)
+    run_leaving_global_rng_alone(ALL)
 
 
 # --------------------------------------------------------------------------
 # momentum_step
 # --------------------------------------------------------------------------
+
+def torch_buffer(grad, buf, momentum, dampening):
+    """The right new buffer: grad.clone() first, then momentum * buf + (1 - τ) * grad."""
+    return grad.clone() if buf is None else momentum * buf + (1 - dampening) * grad
+
+
+def with_buffer(new_buf):
+    """A momentum_step that steps right with the buffer ``new_buf(grad, buf, momentum,
+    dampening)``."""
+    def step(p, grad, buf, lr, momentum, dampening=0.0):
+        b = new_buf(grad, buf, momentum, dampening)
+        return p - lr * b, b
+    return step
+
+
+def with_result(result):
+    """A momentum_step with the right buffer b that returns ``result(p, grad, buf, lr, b)``."""
+    def step(p, grad, buf, lr, momentum, dampening=0.0):
+        return result(p, grad, buf, lr, torch_buffer(grad, buf, momentum, dampening))
+    return step
+
 
 def test_momentum_step_exact_ops_are_reported_bit_exact(capsys):
     check_momentum_step(momentum_step)
@@ -121,10 +99,7 @@ def test_momentum_step_exact_ops_are_reported_bit_exact(capsys):
 
 
 def test_momentum_step_natural_math_passes_to_rounding(capsys):
-    def natural(p, grad, buf, lr, momentum, dampening=0.0):
-        b = grad.clone() if buf is None else momentum * buf + (1 - dampening) * grad
-        return p - lr * b, b
-    check_momentum_step(natural)
+    check_momentum_step(with_buffer(torch_buffer))  # p - lr * b, b without alpha=
     assert "momentum_step: 5 cases" in capsys.readouterr().out
 
 
@@ -177,25 +152,43 @@ def test_momentum_step_lr_inside_buffer():
     fails(check_momentum_step, velocity, "learning rate is inside your buffer")
 
 
-def test_momentum_step_buffer_aliases_grad():
-    def alias(p, grad, buf, lr, momentum, dampening=0.0):
-        b = grad if buf is None else momentum * buf + (1 - dampening) * grad
-        return p - lr * b, b
-    fails(check_momentum_step, alias, "new_buf aliases grad.*grad.clone()")
+@pytest.mark.parametrize("new_buf, pattern", [
+    pytest.param(lambda g, buf, m, d: g if buf is None else m * buf + (1 - d) * g,
+                 "new_buf aliases grad.*grad.clone()", id="aliases_grad"),
+    pytest.param(lambda g, buf, m, d: g.detach() if buf is None else m * buf + (1 - d) * g,
+                 "shares memory with grad", id="detach_view_aliases_grad"),
+    pytest.param(lambda g, buf, m, d: g.clone() if buf is None else (1 - d) * g - m * buf,
+                 "later step.*momentum sign is wrong", id="sign_of_momentum"),
+    pytest.param(lambda g, buf, m, d: g.clone(), "restarted the buffer",
+                 id="restart_each_step"),
+    # dampening=0 turns the gradient off entirely at the later step
+    pytest.param(lambda g, buf, m, d: g.clone() if buf is None else m * buf + d * g,
+                 "later step, lr=0.05.*new_buf", id="tau_instead_of_one_minus_tau"),
+    pytest.param(lambda g, buf, m, d: g.clone() if buf is None else m * buf + g,
+                 "dampening=0.3', new_buf.*ignored dampening", id="ignores_dampening"),
+    pytest.param(lambda g, buf, m, d: g.clone() if buf is None else m * buf + (1 - m) * g,
+                 r"scaled the gradient by \(1 − momentum\)", id="ema"),
+])
+def test_momentum_step_wrong_buffer(new_buf, pattern):
+    fails(check_momentum_step, with_buffer(new_buf), pattern)
 
 
-def test_momentum_step_buffer_detach_view_aliases_grad():
-    def alias(p, grad, buf, lr, momentum, dampening=0.0):
-        b = grad.detach() if buf is None else momentum * buf + (1 - dampening) * grad
-        return p - lr * b, b
-    fails(check_momentum_step, alias, "shares memory with grad")
-
-
-def test_momentum_step_sign_of_momentum():
-    def sign(p, grad, buf, lr, momentum, dampening=0.0):
-        b = grad.clone() if buf is None else (1 - dampening) * grad - momentum * buf
-        return p - lr * b, b
-    fails(check_momentum_step, sign, "later step.*momentum sign is wrong")
+@pytest.mark.parametrize("result, pattern", [
+    pytest.param(lambda p, g, buf, lr, b: (p + lr * b, b), "new_p.*moved p uphill",
+                 id="uphill"),
+    pytest.param(lambda p, g, buf, lr, b: (p - lr * g, b), "stepped with the raw gradient",
+                 id="raw_gradient_update"),
+    pytest.param(lambda p, g, buf, lr, b: (p - lr * (g if buf is None else buf), b),
+                 "stepped with the OLD buffer", id="old_buffer_update"),
+    pytest.param(lambda p, g, buf, lr, b: p - lr * b, "must return a pair new_p, new_buf",
+                 id="returns_single_tensor"),
+    pytest.param(lambda p, g, buf, lr, b: ((p - lr * b).numpy(), b),
+                 "new_p must be a torch.Tensor", id="numpy_output"),
+    pytest.param(lambda p, g, buf, lr, b: ((p - lr * b).double(), b),
+                 "dtype torch.float64 but p is torch.float32", id="dtype_change"),
+])
+def test_momentum_step_wrong_result(result, pattern):
+    fails(check_momentum_step, with_result(result), pattern)
 
 
 def test_momentum_step_cs231n_sign():
@@ -203,13 +196,6 @@ def test_momentum_step_cs231n_sign():
         b = -grad.clone() if buf is None else momentum * buf - (1 - dampening) * grad
         return p + lr * b, b
     fails(check_momentum_step, cs231n, "momentum sign is wrong")
-
-
-def test_momentum_step_uphill():
-    def uphill(p, grad, buf, lr, momentum, dampening=0.0):
-        b = grad.clone() if buf is None else momentum * buf + (1 - dampening) * grad
-        return p + lr * b, b
-    fails(check_momentum_step, uphill, "new_p.*moved p uphill")
 
 
 def test_momentum_step_modifies_grad():
@@ -223,21 +209,6 @@ def test_momentum_step_modifies_grad():
     fails(check_momentum_step, mutates, "changed grad in place")
 
 
-def test_momentum_step_restart_each_step():
-    def restart(p, grad, buf, lr, momentum, dampening=0.0):
-        b = grad.clone()
-        return p - lr * b, b
-    fails(check_momentum_step, restart, "restarted the buffer")
-
-
-def test_momentum_step_tau_instead_of_one_minus_tau():
-    def tau(p, grad, buf, lr, momentum, dampening=0.0):
-        b = grad.clone() if buf is None else momentum * buf + dampening * grad
-        return p - lr * b, b
-    # dampening=0 turns the gradient off entirely at the later step
-    fails(check_momentum_step, tau, "later step, lr=0.05.*new_buf")
-
-
 def test_momentum_step_tau_confusion_with_dampening():
     def tau(p, grad, buf, lr, momentum, dampening=0.0):
         if buf is None:
@@ -247,58 +218,9 @@ def test_momentum_step_tau_confusion_with_dampening():
     fails(check_momentum_step, tau, "dampening τ; torch multiplies it by \\(1 − τ\\)")
 
 
-def test_momentum_step_ignores_dampening():
-    def no_damp(p, grad, buf, lr, momentum, dampening=0.0):
-        b = grad.clone() if buf is None else momentum * buf + grad
-        return p - lr * b, b
-    fails(check_momentum_step, no_damp, "dampening=0.3', new_buf.*ignored dampening")
-
-
-def test_momentum_step_ema():
-    def ema(p, grad, buf, lr, momentum, dampening=0.0):
-        b = grad.clone() if buf is None else momentum * buf + (1 - momentum) * grad
-        return p - lr * b, b
-    fails(check_momentum_step, ema, r"scaled the gradient by \(1 − momentum\)")
-
-
-def test_momentum_step_raw_gradient_update():
-    def raw(p, grad, buf, lr, momentum, dampening=0.0):
-        b = grad.clone() if buf is None else momentum * buf + (1 - dampening) * grad
-        return p - lr * grad, b
-    fails(check_momentum_step, raw, "stepped with the raw gradient")
-
-
-def test_momentum_step_old_buffer_update():
-    def old(p, grad, buf, lr, momentum, dampening=0.0):
-        b = grad.clone() if buf is None else momentum * buf + (1 - dampening) * grad
-        return p - lr * (grad if buf is None else buf), b
-    fails(check_momentum_step, old, "stepped with the OLD buffer")
-
-
-def test_momentum_step_returns_single_tensor():
-    def single(p, grad, buf, lr, momentum, dampening=0.0):
-        b = grad.clone() if buf is None else momentum * buf + (1 - dampening) * grad
-        return p - lr * b
-    fails(check_momentum_step, single, "must return a pair new_p, new_buf")
-
-
 def test_momentum_step_returns_none_buffer():
     fails(check_momentum_step, lambda p, g, b, lr, m, d=0.0: (p - lr * g, b),
           "returned buffer is None.*grad.clone()")
-
-
-def test_momentum_step_numpy_output():
-    def as_numpy(p, grad, buf, lr, momentum, dampening=0.0):
-        b = grad.clone() if buf is None else momentum * buf + (1 - dampening) * grad
-        return (p - lr * b).numpy(), b
-    fails(check_momentum_step, as_numpy, "new_p must be a torch.Tensor")
-
-
-def test_momentum_step_dtype_change():
-    def f64(p, grad, buf, lr, momentum, dampening=0.0):
-        b = grad.clone() if buf is None else momentum * buf + (1 - dampening) * grad
-        return (p - lr * b).double(), b
-    fails(check_momentum_step, f64, "dtype torch.float64 but p is torch.float32")
 
 
 # --------------------------------------------------------------------------

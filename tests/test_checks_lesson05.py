@@ -32,6 +32,8 @@ from course.checks.mistakes import (
     diagnosis,
 )
 from course.floating_point import fma_in_use
+from tests.check_contract import (ReturnValueContract, fails, not_implemented,
+                                  run_leaving_global_rng_alone)
 
 needs_fma = pytest.mark.skipif(not fma_in_use(),
                                reason="natural arithmetic is bit-exact without FMA")
@@ -64,29 +66,16 @@ def ulp_distance(a, b):
 
 def sgd_update(param, grad, momentum_buffer, *, lr, momentum=0, dampening=0,
                weight_decay=0, nesterov=False, maximize=False):
-    g = -grad if maximize else grad
-    if weight_decay != 0:
-        g = g.add(param, alpha=weight_decay)
+    g = decayed_gradient(grad, param, weight_decay, maximize)
     buf = momentum_buffer
     if momentum != 0:
         if buf is None:
             buf = g.clone()
         else:
             buf.mul_(momentum).add_(g, alpha=1 - dampening)
-        g = g.add(buf, alpha=momentum) if nesterov else buf
+        g = nesterov_direction(g, buf, momentum) if nesterov else buf
     param.add_(g, alpha=-lr)
     return buf
-
-
-def not_implemented(*args, **kwargs):
-    raise NotImplementedError()
-
-
-def fails(check, fn, pattern):
-    """Assert that ``check(fn)`` fails with a message matching ``pattern``."""
-    with pytest.raises(CheckFailure, match="(?s)" + pattern) as info:
-        check(fn)
-    return str(info.value)
 
 
 ALL = [
@@ -101,41 +90,13 @@ ALL = [
 # Contract shared by all checks
 # --------------------------------------------------------------------------
 
-@pytest.mark.parametrize("check, reference, name", ALL)
-def test_reference_passes_with_one_line(check, reference, name, capsys):
-    check(reference)
-    out = capsys.readouterr().out
-    assert out.count("\n") == 1
-    assert out.startswith(f"\u2713 {name}: ")
-
-
-@pytest.mark.parametrize("check, reference, name", ALL)
-def test_not_implemented_is_friendly(check, reference, name):
-    fails(check, not_implemented, f"`{name}` is not implemented yet")
-
-
-@pytest.mark.parametrize("check, reference, name", ALL)
-def test_non_callable(check, reference, name):
-    fails(check, 42, f"expects your function `{name}` itself, got int")
-
-
-@pytest.mark.parametrize("check, reference, name", ALL)
-def test_other_exception_names_case(check, reference, name):
-    def broken(*args, **kwargs):
-        raise KeyError("oops")
-    fails(check, broken, r"case '[^']*'[^:]*: `" + name + r"` raised KeyError: 'oops'")
-
-
-@pytest.mark.parametrize("check, reference, name", ALL[:3])
-def test_returned_none(check, reference, name):
-    fails(check, lambda *args, **kwargs: None, "returned None")
+class TestContract(ReturnValueContract):
+    ALL = ALL
+    RETURNING = ALL[:3]  # sgd_update returns None when momentum == 0
 
 
 def test_checks_do_not_touch_global_rng():
-    state = torch.random.get_rng_state()
-    for check, reference, _ in ALL:
-        check(reference)
-    assert torch.equal(torch.random.get_rng_state(), state)
+    run_leaving_global_rng_alone(ALL)
 
 
 def test_sgd_update_check_is_fast():
@@ -247,20 +208,33 @@ def test_ulp_distance_mistakes():
 # --------------------------------------------------------------------------
 # 5.4 sgd_update: learner-style wrong implementations, one per mistake
 # --------------------------------------------------------------------------
+# Like the solution notebook's sgd_update they call the learner's own
+# decayed_gradient and nesterov_direction; a mistake outside the momentum
+# buffer keeps that part right with momentum_part.
+
+def momentum_part(g, momentum_buffer, momentum, dampening, nesterov):
+    """The right momentum part of sgd_update: (the direction d, the new buffer)."""
+    buf = momentum_buffer
+    if momentum != 0:
+        if buf is None:
+            buf = g.clone()
+        else:
+            buf.mul_(momentum).add_(g, alpha=1 - dampening)
+        g = nesterov_direction(g, buf, momentum) if nesterov else buf
+    return g, buf
+
 
 def dampening_on_first_step(param, grad, momentum_buffer, *, lr, momentum=0,
                             dampening=0, weight_decay=0, nesterov=False,
                             maximize=False):
-    g = -grad if maximize else grad
-    if weight_decay != 0:
-        g = g.add(param, alpha=weight_decay)
+    g = decayed_gradient(grad, param, weight_decay, maximize)
     buf = momentum_buffer
     if momentum != 0:
         if buf is None:
             buf = g.mul(1 - dampening)
         else:
             buf.mul_(momentum).add_(g, alpha=1 - dampening)
-        g = g.add(buf, alpha=momentum) if nesterov else buf
+        g = nesterov_direction(g, buf, momentum) if nesterov else buf
     param.add_(g, alpha=-lr)
     return buf
 
@@ -268,30 +242,26 @@ def dampening_on_first_step(param, grad, momentum_buffer, *, lr, momentum=0,
 def zero_initial_buffer(param, grad, momentum_buffer, *, lr, momentum=0,
                         dampening=0, weight_decay=0, nesterov=False,
                         maximize=False):
-    g = -grad if maximize else grad
-    if weight_decay != 0:
-        g = g.add(param, alpha=weight_decay)
+    g = decayed_gradient(grad, param, weight_decay, maximize)
     buf = momentum_buffer
     if momentum != 0:
         if buf is None:
             buf = torch.zeros_like(param)
         buf.mul_(momentum).add_(g, alpha=1 - dampening)
-        g = g.add(buf, alpha=momentum) if nesterov else buf
+        g = nesterov_direction(g, buf, momentum) if nesterov else buf
     param.add_(g, alpha=-lr)
     return buf
 
 
 def missing_else(param, grad, momentum_buffer, *, lr, momentum=0, dampening=0,
                  weight_decay=0, nesterov=False, maximize=False):
-    g = -grad if maximize else grad
-    if weight_decay != 0:
-        g = g.add(param, alpha=weight_decay)
+    g = decayed_gradient(grad, param, weight_decay, maximize)
     buf = momentum_buffer
     if momentum != 0:
         if buf is None:
             buf = torch.clone(g).detach()
         buf.mul_(momentum).add_(g, alpha=1 - dampening)
-        g = g.add(buf, alpha=momentum) if nesterov else buf
+        g = nesterov_direction(g, buf, momentum) if nesterov else buf
     param.add_(g, alpha=-lr)
     return buf
 
@@ -300,66 +270,44 @@ def decay_after_momentum(param, grad, momentum_buffer, *, lr, momentum=0,
                          dampening=0, weight_decay=0, nesterov=False,
                          maximize=False):
     g = -grad if maximize else grad
-    buf = momentum_buffer
-    if momentum != 0:
-        if buf is None:
-            buf = g.clone()
-        else:
-            buf.mul_(momentum).add_(g, alpha=1 - dampening)
-        g = g.add(buf, alpha=momentum) if nesterov else buf
+    d, buf = momentum_part(g, momentum_buffer, momentum, dampening, nesterov)
     if weight_decay != 0:
-        g = g.add(param, alpha=weight_decay)
-    param.add_(g, alpha=-lr)
+        d = d.add(param, alpha=weight_decay)
+    param.add_(d, alpha=-lr)
     return buf
 
 
 def maximize_flips_lr(param, grad, momentum_buffer, *, lr, momentum=0,
                       dampening=0, weight_decay=0, nesterov=False,
                       maximize=False):
-    g = grad
-    if weight_decay != 0:
-        g = g.add(param, alpha=weight_decay)
-    buf = momentum_buffer
-    if momentum != 0:
-        if buf is None:
-            buf = g.clone()
-        else:
-            buf.mul_(momentum).add_(g, alpha=1 - dampening)
-        g = g.add(buf, alpha=momentum) if nesterov else buf
-    param.add_(g, alpha=lr if maximize else -lr)
+    g = decayed_gradient(grad, param, weight_decay, False)
+    d, buf = momentum_part(g, momentum_buffer, momentum, dampening, nesterov)
+    param.add_(d, alpha=lr if maximize else -lr)
     return buf
 
 
 def maximize_after_decay(param, grad, momentum_buffer, *, lr, momentum=0,
                          dampening=0, weight_decay=0, nesterov=False,
                          maximize=False):
-    g = grad.add(param, alpha=weight_decay) if weight_decay != 0 else grad
+    g = decayed_gradient(grad, param, weight_decay, False)
     if maximize:
         g = -g
-    buf = momentum_buffer
-    if momentum != 0:
-        if buf is None:
-            buf = g.clone()
-        else:
-            buf.mul_(momentum).add_(g, alpha=1 - dampening)
-        g = g.add(buf, alpha=momentum) if nesterov else buf
-    param.add_(g, alpha=-lr)
+    d, buf = momentum_part(g, momentum_buffer, momentum, dampening, nesterov)
+    param.add_(d, alpha=-lr)
     return buf
 
 
 def nesterov_old_buffer(param, grad, momentum_buffer, *, lr, momentum=0,
                         dampening=0, weight_decay=0, nesterov=False,
                         maximize=False):
-    g = -grad if maximize else grad
-    if weight_decay != 0:
-        g = g.add(param, alpha=weight_decay)
+    g = decayed_gradient(grad, param, weight_decay, maximize)
     buf = momentum_buffer
     if momentum != 0:
         if buf is None:
             buf = g.clone()
-            d = g.add(buf, alpha=momentum) if nesterov else buf
+            d = nesterov_direction(g, buf, momentum) if nesterov else buf
         else:
-            d = g.add(buf, alpha=momentum) if nesterov else None  # old buffer
+            d = nesterov_direction(g, buf, momentum) if nesterov else None  # old buffer
             buf.mul_(momentum).add_(g, alpha=1 - dampening)
             d = buf if d is None else d
         g = d
@@ -380,16 +328,14 @@ def grad_modified(param, grad, momentum_buffer, *, lr, momentum=0, dampening=0,
 def buffer_aliases_grad(param, grad, momentum_buffer, *, lr, momentum=0,
                         dampening=0, weight_decay=0, nesterov=False,
                         maximize=False):
-    g = -grad if maximize else grad
-    if weight_decay != 0:
-        g = g.add(param, alpha=weight_decay)
+    g = decayed_gradient(grad, param, weight_decay, maximize)
     buf = momentum_buffer
     if momentum != 0:
         if buf is None:
             buf = g
         else:
             buf.mul_(momentum).add_(g, alpha=1 - dampening)
-        g = g.add(buf, alpha=momentum) if nesterov else buf
+        g = nesterov_direction(g, buf, momentum) if nesterov else buf
     param.add_(g, alpha=-lr)
     return buf
 
@@ -401,9 +347,7 @@ def returns_nothing(param, grad, momentum_buffer, **hyper):
 def returns_old_buffer(param, grad, momentum_buffer, *, lr, momentum=0,
                        dampening=0, weight_decay=0, nesterov=False,
                        maximize=False):
-    g = -grad if maximize else grad
-    if weight_decay != 0:
-        g = g.add(param, alpha=weight_decay)
+    g = decayed_gradient(grad, param, weight_decay, maximize)
     if momentum == 0:
         param.add_(g, alpha=-lr)
         return None
@@ -411,7 +355,7 @@ def returns_old_buffer(param, grad, momentum_buffer, *, lr, momentum=0,
         new = g.clone()
     else:
         new = momentum_buffer.mul(momentum).add(g, alpha=1 - dampening)
-    d = g.add(new, alpha=momentum) if nesterov else new
+    d = nesterov_direction(g, new, momentum) if nesterov else new
     param.add_(d, alpha=-lr)
     return new if momentum_buffer is None else momentum_buffer
 
@@ -419,13 +363,11 @@ def returns_old_buffer(param, grad, momentum_buffer, *, lr, momentum=0,
 def buffer_out_of_place(param, grad, momentum_buffer, *, lr, momentum=0,
                         dampening=0, weight_decay=0, nesterov=False,
                         maximize=False):
-    g = -grad if maximize else grad
-    if weight_decay != 0:
-        g = g.add(param, alpha=weight_decay)
+    g = decayed_gradient(grad, param, weight_decay, maximize)
     buf = momentum_buffer
     if momentum != 0:
         buf = g.clone() if buf is None else buf.mul(momentum).add(g, alpha=1 - dampening)
-        g = g.add(buf, alpha=momentum) if nesterov else buf
+        g = nesterov_direction(g, buf, momentum) if nesterov else buf
     param.add_(g, alpha=-lr)
     return buf
 
@@ -437,17 +379,9 @@ def buffer_without_momentum(param, grad, momentum_buffer, **hyper):
 
 def param_rebound(param, grad, momentum_buffer, *, lr, momentum=0, dampening=0,
                   weight_decay=0, nesterov=False, maximize=False):
-    g = -grad if maximize else grad
-    if weight_decay != 0:
-        g = g.add(param, alpha=weight_decay)
-    buf = momentum_buffer
-    if momentum != 0:
-        if buf is None:
-            buf = g.clone()
-        else:
-            buf.mul_(momentum).add_(g, alpha=1 - dampening)
-        g = g.add(buf, alpha=momentum) if nesterov else buf
-    param = param - lr * g
+    g = decayed_gradient(grad, param, weight_decay, maximize)
+    d, buf = momentum_part(g, momentum_buffer, momentum, dampening, nesterov)
+    param = param - lr * d
     return buf
 
 
@@ -464,17 +398,9 @@ def returns_new_param(param, grad, momentum_buffer, *, lr, **hyper):
 
 def natural_step(param, grad, momentum_buffer, *, lr, momentum=0, dampening=0,
                  weight_decay=0, nesterov=False, maximize=False):
-    g = -grad if maximize else grad
-    if weight_decay != 0:
-        g = g.add(param, alpha=weight_decay)
-    buf = momentum_buffer
-    if momentum != 0:
-        if buf is None:
-            buf = g.clone()
-        else:
-            buf.mul_(momentum).add_(g, alpha=1 - dampening)
-        g = g.add(buf, alpha=momentum) if nesterov else buf
-    param -= lr * g
+    g = decayed_gradient(grad, param, weight_decay, maximize)
+    d, buf = momentum_part(g, momentum_buffer, momentum, dampening, nesterov)
+    param -= lr * d
     return buf
 
 
@@ -482,14 +408,8 @@ def natural_decay(param, grad, momentum_buffer, *, lr, momentum=0, dampening=0,
                   weight_decay=0, nesterov=False, maximize=False):
     g = -grad if maximize else grad
     g = g + weight_decay * param
-    buf = momentum_buffer
-    if momentum != 0:
-        if buf is None:
-            buf = g.clone()
-        else:
-            buf.mul_(momentum).add_(g, alpha=1 - dampening)
-        g = g.add(buf, alpha=momentum) if nesterov else buf
-    param.add_(g, alpha=-lr)
+    d, buf = momentum_part(g, momentum_buffer, momentum, dampening, nesterov)
+    param.add_(d, alpha=-lr)
     return buf
 
 

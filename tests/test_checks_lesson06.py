@@ -19,6 +19,7 @@ from course.checks import (
     check_sgd_step,
 )
 from course.checks import class_mistakes as cm
+from tests.check_contract import fails, not_implemented
 
 
 # --------------------------------------------------------------------------
@@ -106,10 +107,6 @@ class SGD(torch.optim.Optimizer):
         p.add_(g, alpha=-lr)
 
 
-def not_implemented(*args, **kwargs):
-    raise NotImplementedError()
-
-
 class StubSGD(torch.optim.Optimizer):
     """The released notebook's class before the learner writes anything."""
 
@@ -121,13 +118,6 @@ class StubSGD(torch.optim.Optimizer):
     @torch.no_grad()
     def step(self, closure=None):
         raise NotImplementedError()
-
-
-def fails(check, obj, pattern):
-    """Assert that ``check(obj)`` fails with a message matching ``pattern``."""
-    with pytest.raises(CheckFailure, match="(?s)" + pattern) as info:
-        check(obj)
-    return str(info.value)
 
 
 SGD_CHECKS = [check_sgd_init, check_sgd_step, check_sgd_state, check_sgd_class]
@@ -620,11 +610,27 @@ def _parts(group):
             group["weight_decay"], group["nesterov"], group["maximize"])
 
 
-def upd_dampen_first(self, p, group):
-    lr, m, d, wd, nest, mx = _parts(group)
+def _decayed(p, wd, mx):
+    """The right gradient of the update: -p.grad if maximize, plus wd * p."""
     g = -p.grad if mx else p.grad
     if wd != 0:
         g = g.add(p, alpha=wd)
+    return g
+
+
+def _momentum(store, key, g, m, d, nest):
+    """The right direction when momentum m != 0, its buffer kept in store[key]."""
+    buf = store.get(key)
+    if buf is None:
+        buf = store[key] = g.clone()
+    else:
+        buf.mul_(m).add_(g, alpha=1 - d)
+    return g.add(buf, alpha=m) if nest else buf
+
+
+def upd_dampen_first(self, p, group):
+    lr, m, d, wd, nest, mx = _parts(group)
+    g = _decayed(p, wd, mx)
     if m != 0:
         buf = self.state[p].get("momentum_buffer")
         if buf is None:
@@ -637,9 +643,7 @@ def upd_dampen_first(self, p, group):
 
 def upd_zeros(self, p, group):
     lr, m, d, wd, nest, mx = _parts(group)
-    g = -p.grad if mx else p.grad
-    if wd != 0:
-        g = g.add(p, alpha=wd)
+    g = _decayed(p, wd, mx)
     if m != 0:
         if "momentum_buffer" not in self.state[p]:
             self.state[p]["momentum_buffer"] = torch.zeros_like(p)
@@ -661,9 +665,7 @@ class GlobalCounter(SGD):
 
     def update(self, p, group):
         lr, m, d, wd, nest, mx = _parts(group)
-        g = -p.grad if mx else p.grad
-        if wd != 0:
-            g = g.add(p, alpha=wd)
+        g = _decayed(p, wd, mx)
         if m != 0:
             if self.t == 1:
                 buf = self.state[p]["momentum_buffer"] = g.clone()
@@ -677,9 +679,7 @@ class GlobalCounter(SGD):
 class GlobalCounterCrash(GlobalCounter):
     def update(self, p, group):
         lr, m, d, wd, nest, mx = _parts(group)
-        g = -p.grad if mx else p.grad
-        if wd != 0:
-            g = g.add(p, alpha=wd)
+        g = _decayed(p, wd, mx)
         if m != 0:
             if self.t == 1:
                 buf = self.state[p]["momentum_buffer"] = g.clone()
@@ -694,12 +694,7 @@ def upd_wd_after(self, p, group):
     lr, m, d, wd, nest, mx = _parts(group)
     g = -p.grad if mx else p.grad
     if m != 0:
-        buf = self.state[p].get("momentum_buffer")
-        if buf is None:
-            buf = self.state[p]["momentum_buffer"] = g.clone()
-        else:
-            buf.mul_(m).add_(g, alpha=1 - d)
-        g = g.add(buf, alpha=m) if nest else buf
+        g = _momentum(self.state[p], "momentum_buffer", g, m, d, nest)
     if wd != 0:
         g = g.add(p, alpha=wd)
     p.add_(g, alpha=-lr)
@@ -707,24 +702,15 @@ def upd_wd_after(self, p, group):
 
 def upd_maximize_flip(self, p, group):
     lr, m, d, wd, nest, mx = _parts(group)
-    g = p.grad
-    if wd != 0:
-        g = g.add(p, alpha=wd)
+    g = _decayed(p, wd, False)
     if m != 0:
-        buf = self.state[p].get("momentum_buffer")
-        if buf is None:
-            buf = self.state[p]["momentum_buffer"] = g.clone()
-        else:
-            buf.mul_(m).add_(g, alpha=1 - d)
-        g = g.add(buf, alpha=m) if nest else buf
+        g = _momentum(self.state[p], "momentum_buffer", g, m, d, nest)
     p.add_(g, alpha=lr if mx else -lr)
 
 
 def upd_nesterov_old(self, p, group):
     lr, m, d, wd, nest, mx = _parts(group)
-    g = -p.grad if mx else p.grad
-    if wd != 0:
-        g = g.add(p, alpha=wd)
+    g = _decayed(p, wd, mx)
     if m != 0:
         buf = self.state[p].get("momentum_buffer")
         if buf is None:
@@ -746,20 +732,13 @@ def upd_modifies_grad(self, p, group):
     if wd != 0:
         g.add_(p, alpha=wd)
     if m != 0:
-        buf = self.state[p].get("momentum_buffer")
-        if buf is None:
-            buf = self.state[p]["momentum_buffer"] = g.clone()
-        else:
-            buf.mul_(m).add_(g, alpha=1 - d)
-        g = g.add(buf, alpha=m) if nest else buf
+        g = _momentum(self.state[p], "momentum_buffer", g, m, d, nest)
     p.add_(g, alpha=-lr)
 
 
 def upd_aliases_grad(self, p, group):
     lr, m, d, wd, nest, mx = _parts(group)
-    g = -p.grad if mx else p.grad
-    if wd != 0:
-        g = g.add(p, alpha=wd)
+    g = _decayed(p, wd, mx)
     if m != 0:
         buf = self.state[p].get("momentum_buffer")
         if buf is None:
@@ -788,9 +767,7 @@ def upd_natural_math(self, p, group):
 
 def upd_no_state(self, p, group):
     lr, m, d, wd, nest, mx = _parts(group)
-    g = -p.grad if mx else p.grad
-    if wd != 0:
-        g = g.add(p, alpha=wd)
+    g = _decayed(p, wd, mx)
     if m != 0:
         buf = g.clone()  # forgot to keep it
         g = g.add(buf, alpha=m) if nest else buf
@@ -941,16 +918,9 @@ def test_tensor_lr_not_converted():
         def update(self, p, group):
             _, m, d, wd, nest, mx = _parts(group)
             lr = group["lr"]  # not converted to a float
-            g = -p.grad if mx else p.grad
-            if wd != 0:
-                g = g.add(p, alpha=wd)
+            g = _decayed(p, wd, mx)
             if m != 0:
-                buf = self.state[p].get("momentum_buffer")
-                if buf is None:
-                    buf = self.state[p]["momentum_buffer"] = g.clone()
-                else:
-                    buf.mul_(m).add_(g, alpha=1 - d)
-                g = g.add(buf, alpha=m) if nest else buf
+                g = _momentum(self.state[p], "momentum_buffer", g, m, d, nest)
             p.add_(g, alpha=-lr)
     fails(check_sgd_step, TensorAlpha, r"torch.tensor\(\[0.05\]\).*float\(group\['lr'\]\)")
 
@@ -1056,32 +1026,18 @@ class BuffersAttribute(SGD):
         if not hasattr(self, "buffers"):
             self.buffers = {}
         lr, m, d, wd, nest, mx = _parts(group)
-        g = -p.grad if mx else p.grad
-        if wd != 0:
-            g = g.add(p, alpha=wd)
+        g = _decayed(p, wd, mx)
         if m != 0:
-            buf = self.buffers.get(p)
-            if buf is None:
-                buf = self.buffers[p] = g.clone()
-            else:
-                buf.mul_(m).add_(g, alpha=1 - d)
-            g = g.add(buf, alpha=m) if nest else buf
+            g = _momentum(self.buffers, p, g, m, d, nest)
         p.add_(g, alpha=-lr)
 
 
 class OtherKey(SGD):
     def update(self, p, group):
         lr, m, d, wd, nest, mx = _parts(group)
-        g = -p.grad if mx else p.grad
-        if wd != 0:
-            g = g.add(p, alpha=wd)
+        g = _decayed(p, wd, mx)
         if m != 0:
-            buf = self.state[p].get("buf")
-            if buf is None:
-                buf = self.state[p]["buf"] = g.clone()
-            else:
-                buf.mul_(m).add_(g, alpha=1 - d)
-            g = g.add(buf, alpha=m) if nest else buf
+            g = _momentum(self.state[p], "buf", g, m, d, nest)
         p.add_(g, alpha=-lr)
 
 

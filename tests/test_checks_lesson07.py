@@ -15,6 +15,7 @@ from course.checks import (
     check_train_epoch,
     check_train_step,
 )
+from tests.check_contract import ReturnValueContract, fails, run_leaving_global_rng_alone
 from course.data import iterate_minibatches
 
 
@@ -61,17 +62,6 @@ def lr_sweep(lrs, make_model, train):
     return finals
 
 
-def not_implemented(*args, **kwargs):
-    raise NotImplementedError()
-
-
-def fails(check, fn, pattern):
-    """Assert that ``check(fn)`` fails with a message matching ``pattern``."""
-    with pytest.raises(CheckFailure, match="(?s)" + pattern) as info:
-        check(fn)
-    return str(info.value)
-
-
 ALL = [
     (check_train_step, train_step, "train_step"),
     (check_accuracy, accuracy, "accuracy"),
@@ -85,12 +75,8 @@ ALL = [
 # Contract shared by all checks
 # --------------------------------------------------------------------------
 
-@pytest.mark.parametrize("check, reference, name", ALL)
-def test_reference_passes_with_one_line(check, reference, name, capsys):
-    check(reference)
-    out = capsys.readouterr().out
-    assert out.count("\n") == 1
-    assert out.startswith(f"\u2713 {name}: ")
+class TestContract(ReturnValueContract):
+    ALL = ALL
 
 
 @pytest.mark.parametrize("check, reference, name", ALL)
@@ -100,36 +86,8 @@ def test_course_reference_passes(check, reference, name, capsys):
     assert capsys.readouterr().out.startswith(f"\u2713 {name}: ")
 
 
-@pytest.mark.parametrize("check, reference, name", ALL)
-def test_stub_gets_not_implemented_message(check, reference, name):
-    fails(check, not_implemented, f"`{name}` is not implemented yet: replace "
-          r"`raise NotImplementedError\(\)`")
-
-
-@pytest.mark.parametrize("check, reference, name", ALL)
-def test_non_callable_is_rejected(check, reference, name):
-    fails(check, 3.0, f"check_{name} expects your function `{name}` itself, got float")
-
-
-@pytest.mark.parametrize("check, reference, name", ALL)
-def test_other_exception_names_case_and_exception(check, reference, name):
-    def broken(*args, **kwargs):
-        raise ValueError("boom")
-    fails(check, broken, f"case '.*': `{name}` raised ValueError: boom")
-
-
-@pytest.mark.parametrize("check, reference, name", ALL)
-def test_returning_none_is_explained(check, reference, name):
-    fails(check, lambda *a, **k: None, "returned None.*forget `return")
-
-
 def test_checks_do_not_touch_global_rng():
-    state = torch.random.get_rng_state()
-    np_state = np.random.get_state()[1].copy()
-    for check, reference, _ in ALL:
-        check(reference)
-    assert torch.equal(torch.random.get_rng_state(), state)
-    assert np.array_equal(np.random.get_state()[1], np_state)
+    run_leaving_global_rng_alone(ALL)
 
 
 def test_learner_code_that_reseeds_does_not_leak():
@@ -156,55 +114,46 @@ def test_train_step_zero_grad_before_step_but_any_spelling_passes():
     check_train_step(model_zero_grad)
 
 
-def test_train_step_forgot_zero_grad():
-    def no_zero(model, optimizer, loss_fn, X, y):
-        loss = loss_fn(model(X), y)
-        loss.backward()
-        optimizer.step()
+def in_order(order):
+    """A train_step that does the words of ``order`` in turn: zero_grad,
+    loss (= loss_fn(model(X), y)), backward, step; it returns loss.item()."""
+    def train_step(model, optimizer, loss_fn, X, y):
+        for op in order.split():
+            if op == "zero_grad":
+                optimizer.zero_grad()
+            elif op == "loss":
+                loss = loss_fn(model(X), y)
+            elif op == "backward":
+                loss.backward()
+            else:
+                assert op == "step", op
+                optimizer.step()
         return loss.item()
-    fails(check_train_step, no_zero,
-          "3 consecutive steps, step 2'.*gradients accumulated.*zero_grad")
+    return train_step
 
 
-def test_train_step_zero_grad_after_backward():
-    def late_zero(model, optimizer, loss_fn, X, y):
-        loss = loss_fn(model(X), y)
-        loss.backward()
-        optimizer.zero_grad()
-        optimizer.step()
-        return loss.item()
-    fails(check_train_step, late_zero,
-          r"step 1': the parameters did not change.*zero_grad\(\)` after "
-          r"`loss.backward\(\)`")
-
-
-def test_train_step_step_before_backward():
-    def early_step(model, optimizer, loss_fn, X, y):
-        optimizer.zero_grad()
-        loss = loss_fn(model(X), y)
-        optimizer.step()
-        loss.backward()
-        return loss.item()
-    fails(check_train_step, early_step, "did not change.*step\\(\\)` must come AFTER")
+@pytest.mark.parametrize("order, pattern", [
+    pytest.param("loss backward step",
+                 "3 consecutive steps, step 2'.*gradients accumulated.*zero_grad",
+                 id="forgot_zero_grad"),
+    pytest.param("loss backward zero_grad step",
+                 r"step 1': the parameters did not change.*zero_grad\(\)` after "
+                 r"`loss.backward\(\)`", id="zero_grad_after_backward"),
+    pytest.param("zero_grad loss step backward",
+                 "did not change.*step\\(\\)` must come AFTER", id="step_before_backward"),
+    pytest.param("zero_grad loss backward", "did not change.*forget it",
+                 id="forgot_step_entirely"),
+])
+def test_train_step_wrong_order(order, pattern):
+    fails(check_train_step, in_order(order), pattern)
 
 
 def test_train_step_step_before_backward_with_stale_gradient():
-    def stale(model, optimizer, loss_fn, X, y):
-        loss = loss_fn(model(X), y)
-        optimizer.step()
-        optimizer.zero_grad()
-        loss.backward()
-        return loss.item()
     # first case: nothing moves; the stale-gradient case is reached with
     # leftovers in p.grad
-    fails(check_train_step, stale, "did not change|PREVIOUS gradient")
-
-    def stale_no_zero(model, optimizer, loss_fn, X, y):
-        loss = loss_fn(model(X), y)
-        optimizer.step()
-        loss.backward()
-        return loss.item()
-    fails(check_train_step, stale_no_zero, "did not change")
+    fails(check_train_step, in_order("loss step zero_grad backward"),
+          "did not change|PREVIOUS gradient")
+    fails(check_train_step, in_order("loss step backward"), "did not change")
 
 
 def test_train_step_stale_gradient_is_named():
@@ -241,15 +190,6 @@ def test_train_step_returned_loss_after_update():
         with torch.no_grad():
             return loss_fn(model(X), y).item()
     fails(check_train_step, after, "returned loss: expected.*loss AFTER the update")
-
-
-def test_train_step_forgot_step_entirely():
-    def no_step(model, optimizer, loss_fn, X, y):
-        optimizer.zero_grad()
-        loss = loss_fn(model(X), y)
-        loss.backward()
-        return loss.item()
-    fails(check_train_step, no_step, "did not change.*forget it")
 
 
 def test_train_step_manual_update_is_close_not_exact():

@@ -3,12 +3,10 @@ every classic mistake with that mistake's own diagnosis."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
 from course.checks import (
-    CheckFailure,
     check_foreach_sgd_class,
     check_foreach_sgd_update,
     check_group_by_device_and_dtype,
@@ -16,6 +14,7 @@ from course.checks import (
 )
 from course.optim import SGD
 from course.sgd import update_many
+from tests.check_contract import CheckContract, fails, run_leaving_global_rng_alone
 
 
 # --------------------------------------------------------------------------
@@ -95,53 +94,21 @@ def make_class(update=None, group_fn=group_by_device_and_dtype):
 ForeachSGD = make_class()
 
 
-def not_implemented(*args, **kwargs):
-    raise NotImplementedError()
-
-
-def fails(check, fn, pattern):
-    """Assert that ``check(fn)`` fails with a message matching ``pattern``."""
-    with pytest.raises(CheckFailure, match="(?s)" + pattern) as info:
-        check(fn)
-    return str(info.value)
-
-
 FUNCTIONS = [
     (check_step_op_counts, step_op_counts, "step_op_counts"),
     (check_group_by_device_and_dtype, group_by_device_and_dtype, "group_by_device_and_dtype"),
     (check_foreach_sgd_update, foreach_sgd_update, "foreach_sgd_update"),
 ]
+REFERENCES = FUNCTIONS + [(check_foreach_sgd_class, ForeachSGD, "ForeachSGD")]
 
 
 # --------------------------------------------------------------------------
 # Contract shared by all checks
 # --------------------------------------------------------------------------
 
-@pytest.mark.parametrize("check, reference, name", FUNCTIONS + [
-    (check_foreach_sgd_class, ForeachSGD, "ForeachSGD")])
-def test_reference_passes_with_one_line(check, reference, name, capsys):
-    check(reference)
-    out = capsys.readouterr().out
-    assert out.count("\n") == 1
-    assert out.startswith(f"\u2713 {name}: ")
-
-
-@pytest.mark.parametrize("check, reference, name", FUNCTIONS)
-def test_stub_gets_not_implemented_message(check, reference, name):
-    fails(check, not_implemented, f"`{name}` is not implemented yet: replace "
-          r"`raise NotImplementedError\(\)`")
-
-
-@pytest.mark.parametrize("check, reference, name", FUNCTIONS)
-def test_non_callable_is_rejected(check, reference, name):
-    fails(check, 3.0, f"check_{name} expects your function `{name}` itself, got float")
-
-
-@pytest.mark.parametrize("check, reference, name", FUNCTIONS)
-def test_other_exception_names_case_and_exception(check, reference, name):
-    def broken(*args, **kwargs):
-        raise ValueError("boom")
-    fails(check, broken, f"case '.*': `{name}` raised ValueError: boom")
+class TestContract(CheckContract):
+    ALL = FUNCTIONS
+    REFERENCES = REFERENCES
 
 
 def test_returning_none_is_explained():
@@ -150,13 +117,7 @@ def test_returning_none_is_explained():
 
 
 def test_checks_do_not_touch_global_rng():
-    state = torch.random.get_rng_state()
-    np_state = np.random.get_state()[1].copy()
-    for check, reference, _ in FUNCTIONS:
-        check(reference)
-    check_foreach_sgd_class(ForeachSGD)
-    assert torch.equal(torch.random.get_rng_state(), state)
-    assert np.array_equal(np.random.get_state()[1], np_state)
+    run_leaving_global_rng_alone(REFERENCES)
 
 
 # --------------------------------------------------------------------------
@@ -296,7 +257,8 @@ def test_group_by_not_a_dict():
 # --------------------------------------------------------------------------
 
 def update(**mistakes):
-    """foreach_sgd_update with switchable classic mistakes."""
+    """foreach_sgd_update with switchable classic mistakes (and one allowed
+    variant, ``nesterov_in_place``)."""
     def wrong(params, grads, bufs, *, lr, momentum=0.0, dampening=0.0,
               weight_decay=0.0, nesterov=False, maximize=False):
         if mistakes.get("flip_lr") and maximize:
@@ -362,7 +324,12 @@ def update(**mistakes):
                 else:
                     torch._foreach_add_(bufs, grads, alpha=1 - dampening)
             if nesterov and not mistakes.get("nesterov_ignored"):
-                grads = torch._foreach_add(grads, bufs, alpha=momentum)
+                if mistakes.get("nesterov_in_place"):
+                    # torch's quirk: without maximize or weight decay this
+                    # writes into the caller's grads (p.grad)
+                    torch._foreach_add_(grads, bufs, alpha=momentum)
+                else:
+                    grads = torch._foreach_add(grads, bufs, alpha=momentum)
             else:
                 grads = bufs
         if weight_decay != 0 and mistakes.get("decoupled"):
@@ -454,32 +421,7 @@ def test_update_per_tensor_loop_is_not_foreach():
 
 
 def test_update_nesterov_in_place_grads_like_torch_is_allowed():
-    def like_torch(params, grads, bufs, *, lr, momentum=0.0, dampening=0.0,
-                   weight_decay=0.0, nesterov=False, maximize=False):
-        copied = maximize or weight_decay != 0
-        if maximize:
-            grads = torch._foreach_neg(grads)
-        if weight_decay != 0:
-            grads = torch._foreach_add(grads, params, alpha=weight_decay)
-        if momentum != 0:
-            if all(b is not None for b in bufs):
-                torch._foreach_mul_(bufs, momentum)
-                torch._foreach_add_(bufs, grads, alpha=1 - dampening)
-            else:
-                for i, g in enumerate(grads):
-                    if bufs[i] is None:
-                        bufs[i] = g.detach().clone()
-                    else:
-                        bufs[i].mul_(momentum).add_(g, alpha=1 - dampening)
-            if nesterov:
-                if copied:
-                    torch._foreach_add_(grads, bufs, alpha=momentum)
-                else:  # torch's quirk: writes into the caller's grads (p.grad)
-                    torch._foreach_add_(grads, bufs, alpha=momentum)
-            else:
-                grads = bufs
-        torch._foreach_add_(params, grads, alpha=-lr)
-    check_foreach_sgd_update(like_torch)
+    check_foreach_sgd_update(update(nesterov_in_place=True))
 
 
 def test_update_course_reference_passes():
