@@ -30,8 +30,7 @@ runs (a patched ``type`` or ``isinstance`` cannot lie to them) and torch's C
 methods (a patched ``Tensor.numpy`` cannot corrupt an encoding), and an audit
 hook (:func:`_lock_down`) stops the learner's code from reading the course's
 or torch's SGD source files (to re-run a fresh copy of an answer key), from
-starting processes or threads, and from ctypes and the garbage collector's
-object lists.
+starting processes, and from ctypes and the garbage collector's object lists.
 """
 
 from __future__ import annotations
@@ -278,10 +277,14 @@ def _child() -> None:
     ns: dict[str, Any] = main.__dict__
     ns["__builtins__"] = builtins    # the real ones, not the harness's snapshot
     errors = []
-    signal.signal(signal.SIGALRM, _time_up)
+    step = float(spec.get("step_seconds", STEP_SECONDS))
+
+    def time_up(*_args: Any) -> None:
+        raise _TimeUp(f"timed out after {step:g} s (an infinite loop?)")
+    signal.signal(signal.SIGALRM, time_up)
     for chunk in spec["source"]:
         try:
-            signal.setitimer(signal.ITIMER_REAL, STEP_SECONDS)
+            signal.setitimer(signal.ITIMER_REAL, step)
             exec(compile(chunk, "<submission>", "exec"), ns)  # noqa: S102 - sandboxed child
         except BaseException as exc:  # noqa: BLE001 - a broken cell must not stop grading
             if not isinstance(exc, ImportError):
@@ -291,30 +294,32 @@ def _child() -> None:
     # One line per probe, written as soon as it is known: if the learner's
     # code hangs (and even ignores the alarm), the probes done so far count.
     for gid in spec["grade_ids"]:
+        result: dict[str, Any] = {"error": f"timed out after {step:g} s (an infinite loop?)"}
         try:
-            signal.setitimer(signal.ITIMER_REAL, STEP_SECONDS)
-            result = {"ok": encode(runs[gid](ns))}
-        except BaseException as exc:  # noqa: BLE001
-            message = _describe(exc)
-            if errors and isinstance(exc, (NameError, KeyError)):   # a definition is missing
-                message += f" (running your code raised {errors[0]})"
-            result = {"error": message[:500]}
+            signal.setitimer(signal.ITIMER_REAL, step)
+            try:
+                result = {"ok": encode(runs[gid](ns))}
+            except BaseException as exc:  # noqa: BLE001
+                message = _describe(exc)
+                if errors and isinstance(exc, (NameError, KeyError)):   # a definition is missing
+                    message += f" (running your code raised {errors[0]})"
+                result = {"error": message[:500]}
+        except BaseException:  # noqa: BLE001 - the alarm, while describing an error
+            pass
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
         out.write(_JSON_DUMPS({gid: result}) + "\n")
         out.flush()
 
 
-#: Seconds for each exercise cell and each probe in the child.
+#: Seconds for each exercise cell and each probe in the child (at most; a
+#: quarter of the whole run's time limit when that is shorter), so that one
+#: endless loop costs only its own exercise.
 STEP_SECONDS = 20.0
 
 
 class _TimeUp(BaseException):
-    """Raised in the child when a cell or a probe runs longer than STEP_SECONDS."""
-
-
-def _time_up(*_args: Any) -> None:
-    raise _TimeUp(f"timed out after {STEP_SECONDS:g} s (an infinite loop?)")
+    """Raised in the child when a cell or a probe runs out of time."""
 
 
 def _describe(exc: BaseException) -> str:
@@ -348,22 +353,25 @@ def _preimport(source: list[str]) -> None:
                 pass
 
 
-#: Audit events the learner's code may not raise (processes, threads, ctypes,
-#: the garbage collector's object lists).
+#: Audit events the learner's code may not raise: processes, ctypes, the
+#: garbage collector's object lists, and what could make a file name checked
+#: by the audit hook name another file by the time it is opened (links, chdir).
 _DENIED_EVENTS = frozenset({
     "subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork",
-    "os.forkpty", "os.kill", "os.killpg", "_thread.start_new_thread",
+    "os.forkpty", "os.kill", "os.killpg", "os.symlink", "os.link", "os.chdir",
     "gc.get_objects", "gc.get_referrers", "gc.get_referents"})
 
 
 def _protected_files() -> set[tuple[int, int]]:
     """(device, inode) of every file of the course package and of torch's SGD
-    source (and their bytecode): the answer keys' source code."""
+    source (and their bytecode): the answer keys' source code; and of their
+    folders, which could otherwise be opened for a relative ``dir_fd`` open."""
     import torch.optim
     files = []
     for dirpath, _dirs, names in os.walk(REPO / "course"):
-        files += [os.path.join(dirpath, n) for n in names]
+        files += [dirpath] + [os.path.join(dirpath, n) for n in names]
     optim = pathlib.Path(torch.optim.__file__).parent
+    files += [str(optim), str(optim / "__pycache__")]     # no os.open(name, dir_fd=...)
     for stem in ("sgd", "_functional"):
         files.append(str(optim / f"{stem}.py"))
         files += [str(f) for f in (optim / "__pycache__").glob(f"{stem}.*")]
@@ -379,8 +387,8 @@ def _protected_files() -> set[tuple[int, int]]:
 
 def _lock_down() -> None:
     """From now on (for good: audit hooks cannot be removed), refuse to open
-    the answer keys' source files, to start processes or threads, to use
-    ctypes and to list the interpreter's objects."""
+    the answer keys' source files, to start processes, to use ctypes, to list
+    the interpreter's objects, to make links and to change directory."""
     protected = _protected_files()
     stat, denied = _STAT, _DENIED_EVENTS
     # Paths whose file name cannot change between this check and the open:
@@ -388,15 +396,16 @@ def _lock_down() -> None:
     # (not a learner's path-like object that names another file the second time).
     plain, paths = (str, bytes, os.DirEntry), (pathlib.PosixPath, pathlib.PurePosixPath)
     fspath, to_str = pathlib.PurePath.__fspath__, pathlib.PurePath.__str__
+    attr = type.__getattribute__
 
     def hook(event: str, args: tuple[Any, ...]) -> None:
         if event == "open":
             path = args[0] if args else None
             if path is None or type(path) is int:
                 return
-            if type(path) not in plain and not (
-                    type(path) in paths and pathlib.PurePath.__fspath__ is fspath
-                    and pathlib.PurePath.__str__ is to_str):
+            kind = type(path)
+            if kind not in plain and not (kind in paths and attr(kind, "__fspath__") is fspath
+                                          and attr(kind, "__str__") is to_str):
                 raise PermissionError("graded code may only open files by str, bytes or "
                                       "pathlib paths")
             try:
@@ -494,14 +503,22 @@ def _owner(dotted: str) -> tuple[Any, str]:
     raise ImportError(f"cannot resolve {dotted}")
 
 
+class _Refused(type):
+    """Metaclass of the stand-ins for forbidden classes: any attribute of the
+    class (``torch.optim.SGD.step``) refuses too."""
+
+    def __getattr__(cls, name: str) -> Any:
+        raise Forbidden(f"{cls.__dict__['_course_dotted']} may not be used by this exercise")
+
+
 def _refuser(dotted: str, original: Any) -> Any:
     """A stand-in for ``original`` that raises :class:`Forbidden` when used."""
     def refuse(*_a: Any, **_k: Any) -> Any:
         raise Forbidden(f"{dotted} may not be used by this exercise")
     if isinstance(original, type):
-        return type(original.__name__, (), {"__init__": refuse, "__new__": refuse,
-                                            "__init_subclass__": classmethod(refuse),
-                                            "_course_forbidden": True})
+        return _Refused(original.__name__, (), {
+            "__init__": refuse, "__new__": refuse, "__init_subclass__": classmethod(refuse),
+            "_course_forbidden": True, "_course_dotted": dotted})
     refuse._course_forbidden = True  # type: ignore[attr-defined]
     return refuse
 
@@ -569,16 +586,28 @@ def course_secrets(root: pathlib.Path = REPO) -> list[pathlib.Path]:
     return [root / n for n in names]
 
 
+def _seed_font_cache(scratch: pathlib.Path) -> None:
+    """Copy matplotlib's font list into the child's config dir (saves a rebuild per run)."""
+    try:
+        import matplotlib
+        for cached in pathlib.Path(matplotlib.get_cachedir()).glob("fontlist-*.json"):
+            shutil.copy(cached, scratch / cached.name)
+    except Exception:  # noqa: BLE001 - only an optimisation
+        pass
+
+
 def run_child(assignment: str, source: list[str], grade_ids: list[str],
               timeout: float = 60.0, root: pathlib.Path | None = None) -> dict[str, dict[str, Any]]:
     """Run the harness in a fresh (sandboxed) interpreter; never raises.
 
     ``root`` is the course folder being graded; its secrets are hidden too.
     """
-    spec = json.dumps({"assignment": assignment, "source": source, "grade_ids": grade_ids})
+    spec = json.dumps({"assignment": assignment, "source": source, "grade_ids": grade_ids,
+                       "step_seconds": max(2.0, min(STEP_SECONDS, timeout / 4))})
     hidden = course_secrets() + (course_secrets(root) if root else [])
     try:
         with tempfile.TemporaryDirectory(prefix="sgd-verify-") as scratch:
+            _seed_font_cache(pathlib.Path(scratch))
             env = dict(os.environ, MPLBACKEND="Agg", MPLCONFIGDIR=scratch, TMPDIR=scratch,
                        PYTHONHASHSEED="0", OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
             cmd = sandbox_prefix(hidden, pathlib.Path(scratch)) + [

@@ -2,34 +2,41 @@
 
 ``sgd_update`` is compared byte for byte (its exercise promises bit-exactness
 with ``torch.optim.SGD``); ``nesterov_direction`` and ``decayed_gradient``
-within float64 rounding; ``ulp_distance`` exactly (integers). While the
-learner's code runs, torch's SGD (class and functions) and the course's
-reference update and ulp helpers are disabled.
+within float64 rounding; ``ulp_distance`` exactly (integers). As the
+visible check requires, ``sgd_update`` must update ``param`` and (after the
+first step) the buffer in place, return a first buffer that is a copy, not
+an alias, of the gradient, and leave ``grad`` untouched. While the learner's
+code runs, torch's SGD (class and functions), the course's reference update,
+optimizer, momentum step and ulp helpers are disabled.
 """
 
 from __future__ import annotations
 
+import builtins
 from typing import Any
 
 import torch
 
+from course.probes._common import COURSE_SGD, TORCH_SGD, same_storage
 from course.verify import Probe
 
+#: Probes use the builtins as they were before the learner's code ran (see
+#: course.probes): a patched ``type`` or ``isinstance`` cannot lie to them.
+__builtins__ = dict(vars(builtins))  # noqa: A001
+
 FORBIDDEN = [
-    "torch.optim.SGD", "torch.optim.sgd.SGD", "torch.optim.sgd.sgd",
-    "torch.optim.sgd._single_tensor_sgd", "torch.optim.sgd._multi_tensor_sgd",
-    "torch.optim.sgd._fused_sgd", "torch.optim._functional.sgd",
-    "course.sgd.sgd_update", "course.sgd.update_one", "course.sgd.update_many",
-    "course.sgd.sgd_update_foreach", "course.optim.SGD",
+    *TORCH_SGD, *COURSE_SGD,
+    "course.momentum.torch_momentum_step",
     "course.floating_point.ulp_distance", "course.floating_point.max_ulp_distance",
+    "course.floating_point._keys",
 ]
 
 _F64 = torch.float64
 
 
 def _kept(x: Any) -> Any:
-    """A snapshot of a tensor (flattened: verify.encode needs >= 1 dimension),
-    with its shape; anything else as it is."""
+    """A snapshot of a tensor (flattened) with its shape; anything else as it
+    is (course.verify.encode records a non-tensor by its type)."""
     if type(x) is torch.Tensor:
         return [x.detach().clone().reshape(-1), list(x.shape)]
     return x
@@ -43,10 +50,11 @@ def _nesterov_direction(ns: dict[str, Any]) -> list[Any]:
     f = ns["nesterov_direction"]
     gen = torch.Generator().manual_seed(105)
     out = []
-    for mu, shape in ((0.9, (7,)), (0.5, (2, 3)), (0.0, (4,)), (0.99, ())):
+    for mu, shape in ((0.9, (7,)), (0.5, (2, 3)), (0.0, (4,)), (0.99, ()), (1.3, (3, 4))):
         g, b = _randn(gen, *shape), _randn(gen, *shape)
         d = f(g, b, mu)
         out += [_kept(d), _kept(g), _kept(b)]
+    out.append(_kept(f(torch.tensor(2.0), torch.tensor(4.0), 0.5)))   # float32, 0-d
     return out
 
 
@@ -59,6 +67,11 @@ def _decayed_gradient(ns: dict[str, Any]) -> list[Any]:
             grad, param = _randn(gen, 3, 2), _randn(gen, 3, 2)
             g = f(grad, param, wd, maximize)
             out += [_kept(g), _kept(grad), _kept(param)]
+            # float32 keeps its dtype (values: float32 rounding may legitimately differ)
+            g32 = f(grad.float(), param.float(), wd, maximize)
+            out.append([str(g32.dtype), list(g32.shape)] if type(g32) is torch.Tensor
+                       else repr(type(g32)))
+    out.append(_kept(f(torch.tensor(0.5, dtype=_F64), torch.tensor(2.0, dtype=_F64), 0.1, True)))
     return out
 
 
@@ -71,8 +84,10 @@ def _ulp_distance(ns: dict[str, Any]) -> list[Any]:
         b = a + _randn(gen, 5, 4, dtype=dtype) * 1e-4
         b[0] = -a[0]
         b[1, :2] = torch.tensor([0.0, -0.0], dtype=dtype)
-        out += [f(a, b), f(b, a), f(a, a.clone())]
+        out += [f(a, b), f(b, a), f(a, a.clone()), _kept(a), _kept(b)]   # inputs unchanged
     out.append(f(torch.tensor([-3e38, -0.0, 1.0]), torch.tensor([3e38, 0.0, 2.0])))
+    one = torch.tensor([1.0, -1.0, 1e-300, 0.0], dtype=_F64)
+    out.append(f(one, torch.tensor([2.0, -2.0, -1e-300, 5e-324], dtype=_F64)))
     return out
 
 
@@ -98,7 +113,8 @@ def _sgd_update(ns: dict[str, Any]) -> list[Any]:
                 grad = _randn(gen, *shape, dtype=dtype)
                 new = f(param, grad, buf, **hyper)
                 out += [_kept(param), _kept(grad), _kept(new),
-                        new is buf if buf is not None else None]
+                        new is buf if buf is not None else None,   # buffer updated in place
+                        same_storage(new, grad), same_storage(new, param)]   # no aliasing
                 buf = new
     return out
 
