@@ -38,9 +38,9 @@ lab: $(STAMP)
 lab-instructor: $(STAMP)
 	$(BIN)/jupyter lab --ServerApp.root_dir=$(COURSE_DIR) $(ROOT_FLAG) $(LAB_ARGS)
 
-## The whole test suite, on every core (each notebook stays on one worker: nbval needs that).
+## The whole test suite, on every core (each test file stays on one worker: nbval needs that).
 test: $(STAMP)
-	$(BIN)/python -m pytest -n auto --dist loadgroup $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n auto --dist loadfile $(PYTEST_ARGS)
 
 ## Regenerate notebooks/ from solutions/ with nbgrader (never edit notebooks/ by hand).
 release: $(STAMP)

@@ -24,16 +24,6 @@ def batch(seed: int = 1, dtype: torch.dtype = torch.float32) -> tuple[torch.Tens
             torch.randn(16, 1, generator=gen, dtype=dtype))
 
 
-def pytest_collection_modifyitems(config, items):
-    """Keep each notebook (nbval) and each module of tests that share expensive
-    session fixtures on one xdist worker; everything else is spread freely
-    (``make test`` runs ``pytest -n auto --dist loadgroup``)."""
-    for item in items:
-        path = pathlib.Path(str(item.fspath))
-        if path.suffix == ".ipynb" or "e2e" in path.parts or path.name == "test_autograde.py":
-            item.add_marker(pytest.mark.xdist_group(path.stem))
-
-
 @pytest.fixture
 def root() -> pathlib.Path:
     """The repository root."""
