@@ -49,16 +49,20 @@ class ReVerify(NbGraderPreprocessor):
 
     def preprocess(self, nb: NotebookNode, resources: dict[str, Any]) -> tuple[NotebookNode, dict]:
         assignment = resources.get("nbgrader", {}).get("assignment", "")
+        cells = _test_cells(nb)
+        for cell in cells.values():
+            # nbgrader scores a test cell by its first error or execute_result; a
+            # submission can make a test's docstring an execute_result (e.g. with
+            # ast_node_interactivity = "all") and so claim full marks: drop them.
+            cell.outputs = [o for o in cell.get("outputs", []) if o.output_type != "execute_result"]
         if not self.enabled or importlib.util.find_spec(lesson_module(assignment)) is None:
             return nb, resources
-        cells = _test_cells(nb)
         root = pathlib.Path.cwd()        # nbgrader runs from the course folder
         for gid, (ok, message) in verify(nb, assignment, root, timeout=self.timeout).items():
             cell = cells.get(gid)
             if cell is None or ok:
                 continue
-            if not any(o.output_type == "error" for o in cell.get("outputs", [])):
-                cell.outputs.append(_error("ReVerificationFailed", message))
+            cell.outputs.insert(0, _error("ReVerificationFailed", message))
             self.log.warning("%s %s: %s", resources["nbgrader"].get("student"), gid, message)
         return nb, resources
 

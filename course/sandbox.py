@@ -16,8 +16,11 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import shutil
 import sys
 import tempfile
+
+from jupyter_core.paths import jupyter_runtime_dir
 
 from course.verify import course_secrets, sandbox_prefix
 
@@ -33,19 +36,34 @@ def course_root(start: pathlib.Path) -> pathlib.Path | None:
 
 
 def kernel_command(argv: list[str], cwd: pathlib.Path) -> list[str]:
-    """bwrap + ipykernel command line for a kernel started in ``cwd``."""
+    """bwrap + ipykernel command line for a kernel started in ``cwd``.
+
+    The kernel works on a private copy of its folder (so nothing it writes,
+    symlinks included, reaches the grader's files), in its own pid namespace
+    (no process outlives it or spies on other kernels), with the course's and
+    the package's secrets, the Jupyter runtime folder (other kernels'
+    connection files, server tokens) and ~/.ssh hidden.
+    """
     root = course_root(cwd)
     scratch = pathlib.Path(tempfile.mkdtemp(prefix="sgd-sandbox-"))
-    hidden = course_secrets(root) if root else []
+    work = scratch / "work"
+    shutil.copytree(cwd, work, symlinks=True)
+    runtime = pathlib.Path(jupyter_runtime_dir()).resolve()
+    hidden = course_secrets() + (course_secrets(root) if root else []) + [
+        runtime, pathlib.Path.home() / ".ssh"]
     prefix = sandbox_prefix(hidden, scratch)
     kernel = [sys.executable, "-m", "ipykernel_launcher", *argv]
     if not prefix:
         print("course.sandbox: bubblewrap unavailable, kernel NOT sandboxed", file=sys.stderr)
         return kernel
-    # The kernel talks over loopback TCP, watches its parent's pid and is interrupted
-    # through its process group: keep the network, pid namespace and session.
-    prefix = [a for a in prefix if a not in ("--unshare-net", "--unshare-pid", "--new-session")]
-    binds = ["--bind", str(cwd), str(cwd), "--chdir", str(cwd)]
+    # The kernel talks over loopback TCP: keep the network. Interrupts come as
+    # messages (kernelspec), and without JPY_PARENT_PID ipykernel does not
+    # watch a parent pid that its own pid namespace cannot see.
+    prefix = [a for a in prefix if a != "--unshare-net"]
+    binds = ["--bind", str(work), str(cwd), "--chdir", str(cwd), "--unsetenv", "JPY_PARENT_PID"]
+    if "-f" in argv:
+        conn = str(pathlib.Path(argv[argv.index("-f") + 1]).resolve())
+        binds += ["--ro-bind", conn, conn]
     for var in ("TMPDIR", "IPYTHONDIR", "MPLCONFIGDIR"):
         binds += ["--setenv", var, str(scratch)]
     return prefix + binds + kernel

@@ -582,7 +582,7 @@ def sandbox_prefix(hidden: list[pathlib.Path],
 def course_secrets(root: pathlib.Path = REPO) -> list[pathlib.Path]:
     """What graded code must never see or touch under the course root."""
     names = ("solutions", "source", "submitted", "autograded", "feedback", "gradebook.db",
-             ".git", "tests")
+             "downloaded", ".nbgrader.log", ".git", "tests")
     return [root / n for n in names]
 
 
