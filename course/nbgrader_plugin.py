@@ -62,7 +62,11 @@ class ReVerify(NbGraderPreprocessor):
             cell = cells.get(gid)
             if cell is None or ok:
                 continue
-            cell.outputs.insert(0, _error("ReVerificationFailed", message))
+            # First, so nbgrader scores the cell 0; after the check's own message
+            # when the test already failed in the kernel (that message says more).
+            failed = any(o.output_type == "error" for o in cell.get("outputs", []))
+            cell.outputs.insert(len(cell.outputs) if failed else 0,
+                                _error("ReVerificationFailed", message))
             self.log.warning("%s %s: %s", resources["nbgrader"].get("student"), gid, message)
         return nb, resources
 
