@@ -16,7 +16,7 @@ ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 PYTEST_ARGS ?=
 ASSIGNMENTS := $(notdir $(wildcard solutions/[0-9][0-9]-*))
 
-.PHONY: lab lab-instructor test venv release bench execute clean
+.PHONY: lab lab-instructor test venv release bench execute clean hub-deps
 
 venv: $(STAMP)
 
@@ -41,6 +41,11 @@ lab-instructor: $(STAMP)
 ## The whole test suite, on every core (each test file stays on one worker: nbval needs that).
 test: $(STAMP)
 	$(BIN)/python -m pytest -n auto --dist loadfile $(PYTEST_ARGS)
+
+## configurable-http-proxy for deploy/jupyterhub, pinned by its package-lock.json (npm ci
+## into deploy/jupyterhub/node_modules; the hub test and setup.sh install run it when needed).
+hub-deps:
+	deploy/jupyterhub/setup.sh proxy-deps
 
 ## Regenerate notebooks/ from solutions/ with nbgrader (never edit notebooks/ by hand).
 release: $(STAMP)
