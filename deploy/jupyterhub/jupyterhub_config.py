@@ -53,7 +53,7 @@ c.Spawner.cmd = [f"{prefix}/bin/sgd-singleuser"]
 c.Spawner.default_url = "/lab"
 c.Spawner.start_timeout = 120
 c.Spawner.http_timeout = 90
-# Stop servers idle after the class, with the hub.
+# The users' servers stop when the hub stops.
 c.JupyterHub.cleanup_servers = True
 
 
