@@ -9,6 +9,7 @@ Instructors use nbgrader's own commands (see README, "For instructors"), plus
 two that nbgrader lacks, run from the course folder:
 
     course grade 01-gradient-descent --jobs 2    # autograde every submission in parallel
+    course grade                                 # ... of every assignment (the whole course)
     course report 01-gradient-descent            # per-test-cell summary + totals histogram
 """
 
@@ -27,9 +28,11 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="execute a lesson notebook and score its exercises")
     check.add_argument("path", help="a lesson notebook (.ipynb)")
     check.add_argument("--timeout", type=int, default=60, help="seconds per cell (default: 60)")
-    grade = sub.add_parser("grade", help="autograde every submission of an assignment in parallel")
-    grade.add_argument("assignment")
-    grade.add_argument("--jobs", type=int, default=None, help="parallel students (default: cores)")
+    grade = sub.add_parser("grade", help="autograde every submission in parallel")
+    grade.add_argument("assignment", nargs="*",
+                       help="assignments to grade (default: every one with submissions)")
+    grade.add_argument("--jobs", type=int, default=None,
+                       help="notebooks graded at once (default: cores)")
     report = sub.add_parser("report", help="summarise an autograded assignment")
     report.add_argument("assignment")
     report.add_argument("--png", default=None, help="histogram path (default: reports/<id>-totals.png)")
@@ -54,6 +57,27 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _grade(args: argparse.Namespace) -> int:
+    from course.report import grade
+    root = pathlib.Path(args.root)
+    if not (root / "nbgrader_config.py").is_file():
+        print(f"course grade: no nbgrader_config.py in {root.resolve()} (run it from the "
+              "course folder or pass --root)", file=sys.stderr)
+        return 2
+    if args.jobs is not None and args.jobs < 1:
+        print("course grade: --jobs must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        results = grade(root, args.assignment, args.jobs)
+    except FileNotFoundError as exc:
+        print(f"course grade: {exc}", file=sys.stderr)
+        return 2
+    failed = [f"{s} ({a})" for (s, a), error in results.items() if error]
+    print(f"graded {len(results) - len(failed)} of {len(results)} submissions"
+          + (f"; not processed: {', '.join(failed)}" if failed else ""))
+    return 1 if failed else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``course`` console script."""
     args = _parser().parse_args(argv)
@@ -66,12 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         print(format_table(lesson, rows, problem))
         return 0 if rows and all(r.passed for r in rows) and problem is None else 1
     if args.command == "grade":
-        from course.report import grade_class
-        results = grade_class(args.assignment, pathlib.Path(args.root), args.jobs)
-        failed = [s for s, code in results.items() if code]
-        print(f"graded {len(results) - len(failed)} of {len(results)} submissions"
-              + (f"; not processed: {', '.join(failed)}" if failed else ""))
-        return 1 if failed else 0
+        return _grade(args)
     if args.command == "report":
         return _report(args)
     return 2  # pragma: no cover - argparse rejects unknown commands

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib.util
 import pathlib
+import warnings
 from typing import Any
 
 from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
@@ -91,6 +92,10 @@ def sandbox_kernel_available() -> bool:
 
 def configure(c: Any) -> None:
     """Apply the course's grading configuration to nbgrader's config object ``c``."""
+    # nbgrader 0.9.6 with SQLAlchemy 2 warns on every autograde about its own
+    # session handling ("Object of type <SubmittedAssignment> not in session"):
+    # harmless, and it buries the messages that matter.
+    warnings.filterwarnings("ignore", message=r"Object of type <Submitted\w+> not in session")
     c.Execute.timeout = CELL_TIMEOUT
     c.OverwriteCells.add_missing_cells = True
     c.Autograde.autograde_preprocessors = [

@@ -1,9 +1,11 @@
 """Instructor commands that nbgrader lacks: parallel grading and a class report.
 
-* :func:`grade_class` runs ``nbgrader autograde <assignment> --student <id>``
-  for every submission, several at a time (one process per student, so a
-  crash loses nothing already recorded: each process commits its own grades
-  to nbgrader's gradebook, which stays the single record).
+* :func:`grade` autogrades every submission -- one assignment or the whole
+  course -- on several cores. Each worker process loads nbgrader once and
+  grades one (student, assignment) pair at a time through nbgrader's own API,
+  longest lessons first; every pair commits its own grades to nbgrader's
+  gradebook, which stays the single record, so a crash loses nothing already
+  recorded.
 * :func:`class_report` reads the gradebook and the autograded notebooks and
   summarises each test cell: pass rate, mean points and the most common
   failure message, plus a PNG histogram of the totals.
@@ -13,15 +15,20 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import multiprocessing
 import os
 import pathlib
-import subprocess
 import sys
+import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import nbformat
 
 LOCKED = "database is locked"
+
+#: The nbgrader API of this worker process (see :func:`_start_worker`).
+_API: list[Any] = []
 
 
 def submitted_students(assignment: str, root: pathlib.Path) -> list[str]:
@@ -31,43 +38,88 @@ def submitted_students(assignment: str, root: pathlib.Path) -> list[str]:
         if base.is_dir() else []
 
 
-def _autograde(assignment: str, student: str, root: pathlib.Path, tries: int = 3) -> tuple[str, int, str]:
-    """One ``nbgrader autograde`` process; retried when sqlite is momentarily locked."""
-    nbgrader = pathlib.Path(sys.executable).with_name("nbgrader")
-    env = dict(os.environ, PATH=f"{nbgrader.parent}{os.pathsep}{os.environ.get('PATH', '')}")
-    cmd = [str(nbgrader), "autograde", assignment, "--student", student, "--force",
-           "--log-level=WARN"]
+def submitted_assignments(root: pathlib.Path) -> list[str]:
+    """Every assignment that has at least one submission under ``root/submitted``."""
+    base = root / "submitted"
+    return sorted({a.name for s in base.iterdir() if s.is_dir() for a in s.iterdir()
+                   if a.is_dir()}) if base.is_dir() else []
+
+
+def _start_worker(root: str) -> None:
+    """Load nbgrader and the course's configuration once per worker process."""
+    os.chdir(root)
+    bin_dir = pathlib.Path(sys.executable).parent        # nbgrader runs alembic by name
+    os.environ["PATH"] = f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"
+    warnings.filterwarnings("ignore", module="nbgrader")
+    from nbgrader.apps.api import NbGraderAPI
+    from nbgrader.apps.nbgraderapp import NbGraderApp
+    app = NbGraderApp()
+    app.initialize([])                     # reads nbgrader_config.py in the course folder
+    app.log_level = "ERROR"
+    _API.append(NbGraderAPI(config=app.config, log_level="ERROR"))
+
+
+def _autograde(student: str, assignment: str, tries: int = 3) -> tuple[str, str, str]:
+    """Autograde one submission in this worker; ``""`` or the reason it failed.
+
+    Retried when sqlite is momentarily locked by another worker.
+    """
+    result: dict[str, Any] = {}
     for _ in range(tries):
-        proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True)
-        if proc.returncode == 0 or LOCKED not in proc.stderr:
+        result = _API[0].autograde(assignment, student, force=True, create=True)
+        if result.get("success") or LOCKED not in result.get("error", "") + result.get("log", ""):
             break
-    return student, proc.returncode, proc.stderr[-2000:]
+    if result.get("success"):
+        return student, assignment, ""
+    text = (result.get("error") or result.get("log") or "unknown error").strip()
+    return student, assignment, (text.splitlines() or ["unknown error"])[-1][:300]
+
+
+def _cost(assignment: str) -> int:
+    """Order work longest first: later lessons run longer notebooks."""
+    return -int(assignment[:2]) if assignment[:2].isdigit() else 0
+
+
+def grade(root: pathlib.Path, assignments: list[str] | None = None, jobs: int | None = None,
+          progress: bool = True) -> dict[tuple[str, str], str]:
+    """Autograde every submission of ``assignments`` (default: all), ``jobs`` at a time.
+
+    Returns:
+        (student, assignment) -> ``""`` when graded, else why nbgrader could not.
+    """
+    root = pathlib.Path(root).resolve()
+    assignments = assignments or submitted_assignments(root)
+    pairs = sorted(((s, a) for a in assignments for s in submitted_students(a, root)),
+                   key=lambda p: (_cost(p[1]), p))
+    if not pairs:
+        where = root / "submitted"
+        raise FileNotFoundError(f"no submissions of {', '.join(assignments) or 'any assignment'}"
+                                f" in {where}")
+    jobs = max(1, min(jobs or os.cpu_count() or 1, len(pairs)))
+    results: dict[tuple[str, str], str] = {}
+    from tqdm import tqdm
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context, initializer=_start_worker,
+                                                initargs=(str(root),)) as pool, \
+            tqdm(total=len(pairs), desc="autograde", unit="notebook", disable=not progress,
+                 file=sys.stderr) as bar:
+        futures = {pool.submit(_autograde, s, a): (s, a) for s, a in pairs}
+        for fut in concurrent.futures.as_completed(futures):
+            try:
+                student, assignment, error = fut.result()
+            except Exception as exc:  # noqa: BLE001 - a dead worker: report, never hide
+                (student, assignment), error = futures[fut], f"grading process failed: {exc!r}"
+            results[(student, assignment)] = error
+            if error:
+                bar.write(f"{student} {assignment}: not graded ({error})", file=sys.stderr)
+            bar.update()
+    return dict(sorted(results.items()))
 
 
 def grade_class(assignment: str, root: pathlib.Path, jobs: int | None = None,
-                progress: bool = True) -> dict[str, int]:
-    """Autograde every submission of ``assignment``, ``jobs`` students at a time.
-
-    Returns:
-        student -> nbgrader's exit code (0: graded; 1: could not be processed).
-    """
-    students = submitted_students(assignment, root)
-    if not students:
-        raise SystemExit(f"no submissions of {assignment!r} in {root / 'submitted'}")
-    jobs = jobs or os.cpu_count() or 1
-    results: dict[str, int] = {}
-    from tqdm import tqdm
-    with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool, \
-            tqdm(total=len(students), desc=f"autograde {assignment}", unit="student",
-                 disable=not progress, file=sys.stderr) as bar:
-        futures = [pool.submit(_autograde, assignment, s, root) for s in students]
-        for fut in concurrent.futures.as_completed(futures):
-            student, code, err = fut.result()
-            results[student] = code
-            if code:
-                bar.write(f"{student}: not graded ({err.strip().splitlines()[-1:] or ['?']})")
-            bar.update()
-    return dict(sorted(results.items()))
+                progress: bool = True) -> dict[str, str]:
+    """Autograde every submission of one assignment: student -> ``""`` or the error."""
+    return {s: e for (s, _a), e in grade(root, [assignment], jobs, progress).items()}
 
 
 @dataclass

@@ -35,6 +35,33 @@ def course_root(start: pathlib.Path) -> pathlib.Path | None:
     return None
 
 
+SCRATCH_PREFIX = "sgd-sandbox-"
+
+
+def sweep_scratch() -> list[pathlib.Path]:
+    """Remove the scratch folders of earlier sandboxed kernels that have ended.
+
+    A kernel's launcher execs bubblewrap and cannot clean up after it, so each
+    new kernel removes the folders (named after their kernel's pid) of this
+    user's kernels that are gone.
+    """
+    removed = []
+    for folder in pathlib.Path(tempfile.gettempdir()).glob(f"{SCRATCH_PREFIX}*-*"):
+        pid = folder.name[len(SCRATCH_PREFIX):].split("-")[0]
+        if not pid.isdigit() or folder.stat().st_uid != os.getuid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+            continue                            # its kernel is still running
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue                            # someone else's live process
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    return removed
+
+
 def kernel_command(argv: list[str], cwd: pathlib.Path) -> list[str]:
     """bwrap + ipykernel command line for a kernel started in ``cwd``.
 
@@ -45,7 +72,9 @@ def kernel_command(argv: list[str], cwd: pathlib.Path) -> list[str]:
     connection files, server tokens) and ~/.ssh hidden.
     """
     root = course_root(cwd)
-    scratch = pathlib.Path(tempfile.mkdtemp(prefix="sgd-sandbox-"))
+    sweep_scratch()
+    # exec keeps the pid: the folder's name says which kernel it belongs to
+    scratch = pathlib.Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-"))
     work = scratch / "work"
     shutil.copytree(cwd, work, symlinks=True)
     runtime = pathlib.Path(jupyter_runtime_dir()).resolve()
@@ -57,10 +86,11 @@ def kernel_command(argv: list[str], cwd: pathlib.Path) -> list[str]:
         print("course.sandbox: bubblewrap unavailable, kernel NOT sandboxed", file=sys.stderr)
         return kernel
     # The kernel talks over loopback TCP: keep the network. Interrupts come as
-    # messages (kernelspec), and without JPY_PARENT_PID ipykernel does not
-    # watch a parent pid that its own pid namespace cannot see.
+    # messages (kernelspec). JPY_PARENT_PID=1 tells ipykernel it has a parent
+    # (no "To connect another client" banner) without making it watch a pid
+    # that its own pid namespace cannot see.
     prefix = [a for a in prefix if a != "--unshare-net"]
-    binds = ["--bind", str(work), str(cwd), "--chdir", str(cwd), "--unsetenv", "JPY_PARENT_PID"]
+    binds = ["--bind", str(work), str(cwd), "--chdir", str(cwd), "--setenv", "JPY_PARENT_PID", "1"]
     if "-f" in argv:
         conn = str(pathlib.Path(argv[argv.index("-f") + 1]).resolve())
         binds += ["--ro-bind", conn, conn]
@@ -73,7 +103,11 @@ def install(prefix: str = sys.prefix) -> pathlib.Path:
     """Write the kernelspec into ``<prefix>/share/jupyter/kernels/sgd-sandbox``."""
     folder = pathlib.Path(prefix) / "share" / "jupyter" / "kernels" / KERNEL_NAME
     folder.mkdir(parents=True, exist_ok=True)
-    spec = {"argv": [sys.executable, "-m", "course.sandbox", "-f", "{connection_file}"],
+    # Loopback TCP without CurveZMQ is fine here (messages are signed with the
+    # key in the grader's private connection file): keep ipykernel's warning
+    # about it out of the instructor's terminal.
+    spec = {"argv": [sys.executable, "-m", "course.sandbox", "-f", "{connection_file}",
+                     "--IPKernelApp.log_level=ERROR"],
             "display_name": "Python 3 (grading sandbox)", "language": "python",
             # interrupts go over the control channel: a SIGINT to the process
             # group would stop bubblewrap, and the kernel with it

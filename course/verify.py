@@ -39,7 +39,6 @@ import ast
 import base64
 import builtins
 import dataclasses
-import functools
 import importlib
 import importlib.util
 import io
@@ -582,7 +581,7 @@ def sandbox_prefix(hidden: list[pathlib.Path],
 def course_secrets(root: pathlib.Path = REPO) -> list[pathlib.Path]:
     """What graded code must never see or touch under the course root."""
     names = ("solutions", "source", "submitted", "autograded", "feedback", "gradebook.db",
-             "downloaded", ".nbgrader.log", ".git", "tests")
+             "downloaded", ".nbgrader.log", ".git", "tests", CACHE_DIR)
     return [root / n for n in names]
 
 
@@ -632,16 +631,72 @@ def run_child(assignment: str, source: list[str], grade_ids: list[str],
     return {gid: results.get(gid, {"error": reason}) for gid in grade_ids}
 
 
-@functools.lru_cache(maxsize=32)
-def expected_results(assignment: str, solution_path: str, mtime: float) -> dict[str, Any]:
-    """Probe values of the solution notebook (cached per file version)."""
-    import nbformat
-    nb = nbformat.read(solution_path, as_version=4)
+#: Folder, under the course root, where the solutions' probe values are kept
+#: between grading runs (hidden from graded code like the solutions).
+CACHE_DIR = ".grading-cache"
+_EXPECTED: dict[str, dict[str, Any]] = {}
+
+
+def _cache_key(assignment: str, solution: pathlib.Path) -> str:
+    """Hash of everything the solution's probe values depend on: the solution
+    notebook, the course package (probes and harness included) and the
+    library versions."""
+    import hashlib
+
+    import torch
+    digest = hashlib.sha256(assignment.encode())
+    for path in [solution, *sorted((REPO / "course").rglob("*.py"))]:
+        digest.update(path.read_bytes())
+    digest.update(f"{sys.version}|{torch.__version__}|{np.__version__}".encode())
+    return digest.hexdigest()
+
+
+def _read_cache(path: pathlib.Path, probes: dict[str, Probe]) -> dict[str, Any] | None:
+    try:
+        cached = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    ok = isinstance(cached, dict) and set(cached) == set(probes) and \
+        all(isinstance(v, dict) and "ok" in v for v in cached.values())
+    return cached if ok else None
+
+
+def _write_cache(path: pathlib.Path, results: dict[str, Any]) -> None:
+    """Write atomically (parallel graders may race); a read-only folder is fine."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False,
+                                         suffix=".tmp") as tmp:
+            json.dump(results, tmp)
+        os.replace(tmp.name, path)
+    except OSError:
+        pass
+
+
+def expected_results(assignment: str, solution: pathlib.Path,
+                     cache: pathlib.Path | None = None) -> dict[str, Any]:
+    """Probe values of the solution notebook's definitions.
+
+    Computed once in a fresh interpreter (a few seconds), then kept in memory
+    and, when ``cache`` is a folder, on disk under a hash of the solution, the
+    probes, the harness and the library versions: any change recomputes them.
+    """
     probes = importlib.import_module(lesson_module(assignment)).PROBES
-    results = run_child(assignment, learner_source(nb), sorted(probes), timeout=300)
-    bad = {g: r for g, r in results.items() if "ok" not in r}
-    if bad:
-        raise RuntimeError(f"the solution of {assignment} fails its own probes: {bad}")
+    key = _cache_key(assignment, solution)
+    if key in _EXPECTED:
+        return _EXPECTED[key]
+    path = cache / f"expected-{assignment}-{key[:20]}.json" if cache else None
+    results = _read_cache(path, probes) if path else None
+    if results is None:
+        import nbformat
+        nb = nbformat.read(solution, as_version=4)
+        results = run_child(assignment, learner_source(nb), sorted(probes), timeout=300)
+        bad = {g: r for g, r in results.items() if "ok" not in r}
+        if bad:
+            raise RuntimeError(f"the solution of {assignment} fails its own probes: {bad}")
+        if path:
+            _write_cache(path, results)
+    _EXPECTED[key] = results
     return results
 
 
@@ -662,7 +717,7 @@ def verify(nb: Any, assignment: str, root: pathlib.Path = REPO,
     sol = root / "solutions" / assignment / f"{assignment}.ipynb"
     if not sol.is_file():
         sol = REPO / "solutions" / assignment / f"{assignment}.ipynb"
-    expected = expected_results(assignment, str(sol), sol.stat().st_mtime)
+    expected = expected_results(assignment, sol, root / CACHE_DIR)
     source = learner_source(nb)
     banned = banned_constructs("\n".join(source))
     if banned:

@@ -106,23 +106,29 @@ def test_console_script_and_module_entry_points():
 
 
 def test_grade_and_report_a_small_class(tmp_path, capsys):
-    """Two students graded in parallel through nbgrader, then summarised."""
+    """Two students graded in parallel through nbgrader, then summarised; a
+    submission nbgrader cannot grade is named, and nothing else is lost."""
     shutil.copytree(ROOT / "solutions", tmp_path / "solutions")
     shutil.copy(ROOT / "nbgrader_config.py", tmp_path)
     env = dict(os.environ, PATH=f"{pathlib.Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     subprocess.run([str(pathlib.Path(sys.executable).with_name("nbgrader")), "generate_assignment",
                     LESSON, "--force", "--log-level=ERROR"], cwd=tmp_path, env=env, check=True)
-    for student, source in (("alice", SOLUTION), ("bob", RELEASE)):
-        folder = tmp_path / "submitted" / student / LESSON
+    for student, assignment, source in (("alice", LESSON, SOLUTION), ("bob", LESSON, RELEASE),
+                                        ("alice", "99-not-released", SOLUTION)):
+        folder = tmp_path / "submitted" / student / assignment
         folder.mkdir(parents=True)
-        shutil.copy(source, folder / f"{LESSON}.ipynb")
-    old = os.environ["PATH"]
-    os.environ["PATH"] = env["PATH"]
-    try:
-        code, out, _ = run(capsys, "grade", LESSON, "--root", str(tmp_path), "--jobs", "2")
-    finally:
-        os.environ["PATH"] = old
-    assert code == 0 and "graded 2 of 2" in out
+        shutil.copy(source, folder / f"{assignment}.ipynb")
+    code, _, err = run(capsys, "grade", "--root", str(tmp_path / "nowhere"))
+    assert code == 2 and "no nbgrader_config.py" in err
+    code, _, err = run(capsys, "grade", "--root", str(tmp_path), "--jobs", "0")
+    assert code == 2 and "--jobs must be at least 1" in err
+    # every assignment with submissions (the default), two notebooks at a time
+    code, out, err = run(capsys, "grade", "--root", str(tmp_path), "--jobs", "2")
+    assert code == 1, out + err
+    assert "graded 2 of 3 submissions; not processed: alice (99-not-released)" in out
+    assert "alice 99-not-released: not graded" in err
+    code, _, err = run(capsys, "grade", "42-no-such-lesson", "--root", str(tmp_path))
+    assert code == 2 and "no submissions of 42-no-such-lesson in" in err
     code, out, _ = run(capsys, "report", LESSON, "--root", str(tmp_path))
     assert code == 0
     assert "2 submissions" in out
