@@ -83,12 +83,23 @@ class SGD(torch.optim.Optimizer):
             for p in group["params"]:
                 if p.grad is not None:
                     self.update(p, group)
+            self.foreach_nesterov_quirk(group)
         return loss
 
-    # (the notebook's solution inlines this loop body, hands foreach/fused
-    # groups to the notebook's given helpers and has optional differentiable
-    # branches: test_solution_notebook_class_passes checks that class itself;
-    # wrong classes below override `update` to change one thing)
+    def foreach_nesterov_quirk(self, group):
+        """The notebook's given helper (on a CPU): torch's foreach path with
+        nesterov adds the buffer into p.grad when nothing copied it."""
+        if group["foreach"] and group["nesterov"] and group["momentum"] != 0 \
+                and not group["maximize"] and group["weight_decay"] == 0:
+            for p in group["params"]:
+                if p.grad is not None:
+                    p.grad.add_(self.state[p]["momentum_buffer"],
+                                alpha=group["momentum"])
+
+    # (the notebook's solution inlines this loop body, hands fused groups to
+    # the notebook's given helper and has optional differentiable branches:
+    # test_solution_notebook_class_passes checks that class itself; wrong
+    # classes below override `update` to change one thing)
     def update(self, p, group):
         lr = float(group["lr"])
         momentum, dampening = group["momentum"], group["dampening"]
@@ -373,12 +384,13 @@ def test_delegation_is_rejected():
     fails(check_sgd_class, Functional, "calls torch.optim.sgd")
 
 
-def foreach_sgd(params, grads, bufs, **hyper):
-    """Stands in for the notebook's given foreach helper (same name)."""
+def fused_sgd(params, grads, bufs, **hyper):
+    """Stands in for the notebook's given fused helper (same name; the
+    for-loop's numbers, so that only the call gives it away)."""
     course.sgd.sgd_update_foreach(params, [g.clone() for g in grads], bufs, **hyper)
 
 
-def test_given_foreach_path_for_plain_groups_is_rejected():
+def test_given_fused_path_for_plain_groups_is_rejected():
     class HandsOverToGiven(SGD):
         @torch.no_grad()
         def step(self, closure=None):
@@ -387,17 +399,116 @@ def test_given_foreach_path_for_plain_groups_is_rejected():
                 momentum = group["momentum"]
                 bufs = [self.state[p].get("momentum_buffer") if momentum != 0 else None
                         for p in params]
-                foreach_sgd(params, [p.grad for p in params], bufs,
-                            **{k: group[k] for k in ("lr", "momentum", "dampening",
-                                                     "weight_decay", "nesterov",
-                                                     "maximize")})
+                fused_sgd(params, [p.grad for p in params], bufs,
+                          **{k: group[k] for k in ("lr", "momentum", "dampening",
+                                                   "weight_decay", "nesterov",
+                                                   "maximize")})
                 if momentum != 0:
                     for p, b in zip(params, bufs):
                         self.state[p]["momentum_buffer"] = b
 
-    fails(check_sgd_step, HandsOverToGiven, r"ran the given `foreach_sgd` for a group "
-          r"that asks for neither foreach nor fused.*write the for-loop update yourself")
-    fails(check_sgd_class, HandsOverToGiven, r"ran the given `foreach_sgd`")
+    fails(check_sgd_step, HandsOverToGiven, r"ran the given `fused_sgd` for a group "
+          r"that does not ask for fused=True.*foreach=True included.*write the "
+          r"for-loop update yourself")
+    fails(check_sgd_class, HandsOverToGiven, r"ran the given `fused_sgd`")
+
+
+# --------------------------------------------------------------------------
+# foreach=True: the learner's loop, plus torch's in-place p.grad with nesterov
+# --------------------------------------------------------------------------
+
+def test_foreach_quirk_forgotten():
+    class NoQuirk(SGD):
+        def foreach_nesterov_quirk(self, group):
+            pass
+
+    check_sgd_step(NoQuirk)          # the step scenarios don't ask for foreach
+    check_sgd_state(NoQuirk)
+    fails(check_sgd_class, NoQuirk,
+          r"case 'MLP float32, foreach=True, momentum=0.9, nesterov=True; 2.bias grad "
+          r"None at step 3': your parameters match torch.optim.SGD's, but p.grad of "
+          r"tensor 0 \(shape \(5, 10\)\) differs after step 1: expected .*, got .*\."
+          r"\n  Diagnosis: with foreach=True and nesterov=True .* torch adds the momentum "
+          r"buffer into p.grad in place.*Call the given `foreach_nesterov_quirk\(self, "
+          r"group\)` once after your loop")
+
+
+def test_foreach_quirk_everywhere():
+    class QuirkAlways(SGD):      # also with weight decay: p.grad was copied there
+        def foreach_nesterov_quirk(self, group):
+            if group["foreach"] and group["nesterov"]:
+                for p in group["params"]:
+                    if p.grad is not None:
+                        p.grad.add_(self.state[p]["momentum_buffer"],
+                                    alpha=group["momentum"])
+
+    fails(check_sgd_class, QuirkAlways,
+          r"case 'MLP float64, foreach=True, momentum=0.9, nesterov=True, "
+          r"weight_decay=0.05': your parameters match .* but p.grad of tensor 0 .*"
+          r"Diagnosis: your step changed p.grad")
+
+
+def test_foreach_quirk_twice():
+    class QuirkTwice(SGD):
+        def foreach_nesterov_quirk(self, group):
+            SGD.foreach_nesterov_quirk(self, group)
+            SGD.foreach_nesterov_quirk(self, group)
+
+    fails(check_sgd_class, QuirkTwice,
+          r"p.grad of tensor 0 .* differs after step 1.*Diagnosis: torch's p.grad "
+          r"after this step is g \+ μ·b .*neither that nor the untouched gradient")
+
+
+def test_foreach_quirk_inside_the_loop():
+    class QuirkInLoop(SGD):
+        @torch.no_grad()
+        def step(self, closure=None):
+            loss = None
+            if closure is not None:
+                with torch.enable_grad():
+                    loss = closure()
+            for group in self.param_groups:
+                for p in group["params"]:
+                    if p.grad is not None:
+                        self.update(p, group)
+                        self.foreach_nesterov_quirk(group)
+            return loss
+
+    fails(check_sgd_class, QuirkInLoop,
+          r"case 'MLP float32, foreach=True.*step 1: SGD.step\(\) raised KeyError: "
+          r"'momentum_buffer'.*Diagnosis: with foreach=True your own loop steps the "
+          r"group.*AFTER the loop")
+
+
+def test_foreach_group_handed_to_torch_foreach():
+    """A class that runs torch's foreach kernels itself (course.sgd's) for
+    foreach groups passes: the same bits, the same p.grad."""
+    class OwnForeach(SGD):
+        @torch.no_grad()
+        def step(self, closure=None):
+            loss = None
+            if closure is not None:
+                with torch.enable_grad():
+                    loss = closure()
+            for group in self.param_groups:
+                params = [p for p in group["params"] if p.grad is not None]
+                if not group["foreach"]:
+                    for p in params:
+                        self.update(p, group)
+                    continue
+                m = group["momentum"]
+                bufs = [self.state[p].get("momentum_buffer") if m != 0 else None
+                        for p in params]
+                course.sgd.sgd_update_foreach(
+                    params, [p.grad for p in params], bufs,
+                    **{k: group[k] for k in ("lr", "momentum", "dampening",
+                                             "weight_decay", "nesterov", "maximize")})
+                if m != 0:
+                    for p, b in zip(params, bufs):
+                        self.state[p]["momentum_buffer"] = b
+            return loss
+
+    check_sgd_class(OwnForeach)
 
 
 # --------------------------------------------------------------------------

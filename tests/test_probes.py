@@ -11,6 +11,8 @@ For every lesson:
 * lessons 05, 06 and 08: delegating to torch's SGD (class or functions), the
   course's update rules or optimizer, or a fresh copy of torch's SGD source,
   fails the probes of the delegating exercises (and only those);
+* honest mistakes that only one probe sees (lesson 06: the given
+  ``foreach_nesterov_quirk`` line left out) fail exactly that probe;
 * no solution or release uses a construct course.verify bans, and every name
   a lesson forbids exists.
 
@@ -251,6 +253,23 @@ DELEGATIONS: dict[tuple[str, str], tuple[Any, set[str]]] = {
 }
 
 
+def _without(lesson: str, gid: str, line: str) -> Any:
+    """The solution with one line of an exercise cell deleted."""
+    nb = _read("solutions", lesson)
+    cell = _exercise(nb, gid)
+    assert cell.source.count(line) == 1, line
+    cell.source = cell.source.replace(line, "")
+    return nb
+
+
+#: (lesson, mistake) -> (the variant, the probes that must fail).
+MISTAKES: dict[tuple[str, str], tuple[Any, set[str]]] = {
+    (_L06, "foreach_nesterov_quirk left out"): (
+        lambda: _without(_L06, "SGD", "            foreach_nesterov_quirk(self, group)"),
+        {"test_sgd_class"}),
+}
+
+
 # --------------------------------------------------------------- running
 
 def _lesson_job(lesson: str) -> dict[str, Any]:
@@ -270,6 +289,9 @@ def _lesson_job(lesson: str) -> dict[str, Any]:
     for (les, target), (make, _) in DELEGATIONS.items():
         if les == lesson:
             run(f"delegate: {target}", make)
+    for (les, target), (make, _) in MISTAKES.items():
+        if les == lesson:
+            run(f"mistake: {target}", make)
     return out
 
 
@@ -277,7 +299,8 @@ def _lesson_job(lesson: str) -> dict[str, Any]:
 def runs() -> Any:
     """lesson -> future of its job's results; two children at a time."""
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=2)
-    order = sorted(LESSONS, key=lambda a: -sum(les == a for les, _ in DELEGATIONS))
+    order = sorted(LESSONS, key=lambda a: -sum(les == a for les, _ in
+                                               [*DELEGATIONS, *MISTAKES]))
     futures = {lesson: pool.submit(_lesson_job, lesson) for lesson in order}
     yield futures
     pool.shutdown(wait=True, cancel_futures=True)
@@ -353,3 +376,10 @@ def test_bans_ignore_comments_but_not_code() -> None:
     assert verify.banned_constructs("y = eval('1')\n") == ["running code from text"]
     assert verify.banned_constructs("import course.probes.lesson05\n") == ["the grading harness"]
     assert re.search("introspection", " ".join(verify.banned_constructs("f.__globals__\n")))
+
+
+@pytest.mark.parametrize("lesson,target", sorted(MISTAKES), ids=lambda x: str(x))
+def test_mistake_fails_its_probe(runs: Any, lesson: str, target: str) -> None:
+    verdicts = _verdicts(runs, lesson, f"mistake: {target}")
+    _, expected = MISTAKES[(lesson, target)]
+    assert _failing(verdicts) == expected, {g: m for g, (ok, m) in verdicts.items()}

@@ -243,12 +243,31 @@ DELEGATES = (
     "tensor operations, without torch.optim.SGD, torch.optim.sgd or "
     "torch.optim._functional.")
 GIVEN_PATH = (
-    "your step ran the given `{name}` for a group that asks for neither "
-    "foreach nor fused. The given helpers are torch's other code paths, only "
-    "for groups with foreach=True or fused=True: `if foreach_or_fused_step("
-    "self, group): continue` hands those over and returns False for every "
-    "other group, which your own loop must then update: write the for-loop "
-    "update yourself, parameter by parameter.")
+    "your step ran the given `{name}` for a group that does not ask for "
+    "fused=True. The given fused path is only for groups with fused=True: "
+    "`if foreach_or_fused_step(self, group): continue` hands those over and "
+    "returns False for every other group (foreach=True included), which your "
+    "own loop must then update: write the for-loop update yourself, parameter "
+    "by parameter.")
+FOREACH_QUIRK_MISSING = (
+    "with foreach=True and nesterov=True (and neither maximize nor "
+    "weight_decay) torch adds the momentum buffer into p.grad in place, "
+    "`torch._foreach_add_(grads, bufs, alpha=momentum)`, so after its step "
+    "p.grad holds g + μ·b; yours still holds the gradient. Call the given "
+    "`foreach_nesterov_quirk(self, group)` once after your loop over the "
+    "group's parameters (inside `for group in self.param_groups:`).")
+FOREACH_QUIRK_WRONG = (
+    "torch's p.grad after this step is g + μ·b (the gradient plus momentum "
+    "times the NEW buffer, added once, in place); yours is neither that nor "
+    "the untouched gradient. Don't change p.grad yourself: call the given "
+    "`foreach_nesterov_quirk(self, group)` once, after your loop over the "
+    "group's parameters.")
+FOREACH_QUIRK_PLACE = (
+    "with foreach=True your own loop steps the group, exactly as without it. "
+    "Call the given `foreach_nesterov_quirk(self, group)` once, AFTER the loop "
+    "over the group's parameters (not inside it): it reads every parameter's "
+    "updated momentum buffer, and it changes p.grad, which the loop must not "
+    "see.")
 ULP = (
     "over all steps your parameters agree with torch's to within {ulps} ulp "
     "(max abs diff {diff:.3g}) but are not bit-identical. The formulas are right; the "

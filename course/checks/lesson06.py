@@ -20,15 +20,18 @@ hand-written ``class SGD(torch.optim.Optimizer)`` that must match
   ``state_dict`` round trips with ``torch.optim.SGD`` in both directions,
   ``StepLR``, ``add_param_group``, ``zero_grad`` and ``deepcopy``.
 - :func:`check_sgd_class` -- all of the above plus a grid over every option
-  on the MLP ``Linear(10, 5) -> ReLU -> Linear(5, 1)`` in float32 and float64.
+  on the MLP ``Linear(10, 5) -> ReLU -> Linear(5, 1)`` in float32 and float64,
+  and ``foreach=True`` runs that compare ``p.grad`` too (torch's foreach path
+  with Nesterov adds the buffer into ``p.grad`` in place; the notebook gives
+  ``foreach_nesterov_quirk`` for that).
 
 When a trajectory differs, the check re-runs the failing scenario with each
 wrong class of :mod:`course.checks.class_mistakes` and names the mistake whose
 trajectory the learner's class follows; a result that is only a few ulp off
 gets the fused multiply-add hint. A class that subclasses ``torch.optim.SGD``,
 calls into ``torch.optim.sgd``, or hands a plain group to the notebook's given
-foreach / fused helpers (watched with :func:`sys.setprofile`) is rejected. The
-checks never change the global RNG state.
+fused helper (watched with :func:`sys.setprofile`) is rejected. The checks
+never change the global RNG state.
 """
 
 from __future__ import annotations
@@ -417,9 +420,10 @@ def _call_buffer(fn: Callable[..., Any], case: str, opt: Any, p: Tensor) -> Any:
 # --------------------------------------------------------------------------
 
 _SGD_FILE = inspect.getsourcefile(_TORCH_SGD) or ""
-#: The notebook's given foreach / fused helpers: the checks' scenarios never ask
-#: for those paths, so a call means the learner's loop was handed to them.
-_GIVEN_PATHS = ("foreach_sgd", "fused_sgd")
+#: The notebook's given fused helper: the checks' scenarios never ask for that
+#: path, so a call means the learner's loop was handed to it. (foreach groups are
+#: the learner's own loop, plus the given ``foreach_nesterov_quirk``.)
+_GIVEN_PATHS = ("fused_sgd",)
 
 
 class _Guard:
@@ -849,6 +853,8 @@ class Scenario:
     edit: Edit | None = None
     model: str = "raw"
     hint: str | None = None
+    #: also compare p.grad after each step (torch's foreach path changes it)
+    grads: bool = False
 
     @property
     def case(self) -> str:
@@ -904,7 +910,11 @@ class Scenario:
                 opt.step()
             if learner:
                 self._inspect(opt, params, saved, t)
-            trace.append([p.detach().clone() for p in params])
+            row = [p.detach().clone() for p in params]
+            if self.grads:           # a None grad as an empty tensor
+                row += [p.grad.detach().clone() if p.grad is not None
+                        else torch.zeros(0) for p in params]
+            trace.append(row)
         return trace
 
     def _hint(self, exc: BaseException) -> str | None:
@@ -920,7 +930,7 @@ class Scenario:
             if p.grad is not s[0]:
                 raise CheckFailure(f"{where}: parameter {i}'s .grad is a different "
                                    f"tensor after step().\n  Diagnosis: {cm.GRAD_REPLACED}")
-            if not _same(p.grad, s[1]):
+            if not self.grads and not _same(p.grad, s[1]):
                 raise CheckFailure(f"{where}: parameter {i}'s .grad was changed by "
                                    f"step().\n  Diagnosis: {cm.GRAD_MODIFIED}")
             if p.grad_fn is not None or not p.is_leaf:
@@ -1029,8 +1039,9 @@ def _diagnose(cls: type, run: Callable[[type], Trace], ref: Trace, got: Trace) -
 
 
 def _compare(cls: type, case: str, run: Callable[[type], Trace], ref: Trace,
-             got: Trace, what: str = "parameters") -> None:
-    """Raise a CheckFailure (with a diagnosis) unless ``got`` equals ``ref``."""
+             got: Trace, what: str = "parameters", fallback: str | None = None) -> None:
+    """Raise a CheckFailure (with a diagnosis) unless ``got`` equals ``ref``;
+    ``fallback`` is the diagnosis when no known mistake explains the difference."""
     where = _first_diff(ref, got)
     if where is None:
         return
@@ -1042,6 +1053,7 @@ def _compare(cls: type, case: str, run: Callable[[type], Trace], ref: Trace,
         diff = max(float((a.double() - b.double()).abs().max()) if a.numel() else 0.0
                    for ra, rb in zip(ref, got) for a, b in zip(ra, rb))
         hint = cm.ULP.format(ulps=ulps, diff=diff)
+    hint = hint or fallback
     if x.shape != y.shape or x.dtype != y.dtype:
         detail = (f"expected a {x.dtype} tensor of shape {tuple(x.shape)}, got "
                   f"{y.dtype} of shape {tuple(y.shape)}")
@@ -1061,7 +1073,33 @@ def _compare(cls: type, case: str, run: Callable[[type], Trace], ref: Trace,
 def _run_scenario(cls: type, sc: Scenario) -> None:
     ref = sc.run(_TORCH_SGD)
     got = sc.run(cls, learner=True)
-    _compare(cls, sc.case, sc.run, ref, got)
+    if not sc.grads:
+        _compare(cls, sc.case, sc.run, ref, got)
+        return
+    n = len(ref[0]) // 2                       # rows: parameters, then their .grad
+    _compare(cls, sc.case, lambda k: [row[:n] for row in sc.run(k)],
+             [row[:n] for row in ref], [row[:n] for row in got], fallback=sc.hint)
+    _compare_grads(sc, [row[n:] for row in ref], [row[n:] for row in got])
+
+
+def _compare_grads(sc: Scenario, ref: Trace, got: Trace) -> None:
+    """The parameters matched; now what step() left in p.grad."""
+    where = _first_diff(ref, got)
+    if where is None:
+        return
+    t, i = where
+    x, y = ref[t][i], got[t][i]
+    untouched = [row[len(row) // 2:] for row in sc.run(cm.mutant(""))]  # p.grad as given
+    if _traces_match(got, untouched, _same):
+        hint = cm.FOREACH_QUIRK_MISSING
+    elif _traces_match(ref, untouched, _same):
+        hint = cm.GRAD_MODIFIED
+    else:
+        hint = cm.FOREACH_QUIRK_WRONG
+    raise CheckFailure(
+        f"{sc.case}: your parameters match torch.optim.SGD's, but p.grad of tensor {i} "
+        f"(shape {tuple(x.shape)}) differs after step {t + 1}: expected {fmt(x)}, got "
+        f"{fmt(y)}.\n  Diagnosis: {hint}")
 
 
 def _step_checks(cls: type) -> str:
@@ -1435,6 +1473,22 @@ def _grid_scenarios() -> list[Scenario]:
     return out
 
 
+def _foreach_scenarios() -> list[Scenario]:
+    """foreach=True: the learner's loop gives torch's bits; p.grad is compared too."""
+    S = Scenario
+    return [
+        S("MLP float32, foreach=True, momentum=0.9, nesterov=True; 2.bias grad None "
+          "at step 3", dict(lr=0.05, momentum=0.9, nesterov=True, foreach=True),
+          steps=4, none={2: (3,)}, model="mlp", grads=True, hint=cm.FOREACH_QUIRK_PLACE),
+        S("MLP float64, foreach=True, momentum=0.9, nesterov=True, weight_decay=0.05",
+          dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.05, foreach=True),
+          steps=3, dtype=_F64, model="mlp", grads=True, hint=cm.FOREACH_QUIRK_PLACE),
+        S("MLP float32, foreach=True, momentum=0.9, dampening=0.3, maximize=True",
+          dict(lr=0.05, momentum=0.9, dampening=0.3, maximize=True, foreach=True),
+          steps=3, model="mlp", grads=True, hint=cm.FOREACH_QUIRK_PLACE),
+    ]
+
+
 def check_sgd_class(cls: Any) -> None:
     """Check the learner's whole ``SGD`` class: constructor, step scenarios,
     state/closure/state_dict/scheduler, then a grid of every option on the MLP
@@ -1445,8 +1499,10 @@ def check_sgd_class(cls: Any) -> None:
         _step_checks(cls)
         _state_checks(cls)
         grid = _grid_scenarios()
-        for sc in grid:
+        foreach = _foreach_scenarios()
+        for sc in grid + foreach:
             _run_scenario(cls, sc)
     passed(f"SGD: constructor, {len(_step_scenarios())} step scenarios, "
-           f"closure/state/state_dict/StepLR, and {len(grid)} MLP runs (every option, "
-           "float32 and float64) bit-identical to torch.optim.SGD")
+           f"closure/state/state_dict/StepLR, {len(grid)} MLP runs (every option, "
+           f"float32 and float64) and {len(foreach)} foreach=True runs (p.grad too) "
+           "bit-identical to torch.optim.SGD")

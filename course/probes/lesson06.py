@@ -13,9 +13,12 @@ optimizers built here, with identities (``is``) and side effects on
 ``optimizer.state``. Torch's SGD (class, functions, fused kernel) and the
 course's optimizer and update rule are disabled while the learner's code
 runs, so the probes use ``torch.optim.Optimizer`` itself where they need an
-optimizer; so are the notebook's given ``foreach_sgd``/``fused_sgd`` helpers
-while ``SGD`` steps: every probe uses the default flags, for which torch (and
-so the learner's class) takes the plain for-loop.
+optimizer; so is the notebook's given ``fused_sgd`` helper while ``SGD``
+steps: no probe asks for ``fused``. The probes use the default flags, for which
+torch (and so the learner's class) takes the plain for-loop, and ``foreach=True``,
+which on a CPU is the learner's loop too: there ``p.grad`` after each step is
+compared as well (with Nesterov torch adds the buffer into it in place; the
+notebook gives ``foreach_nesterov_quirk`` for that).
 """
 
 from __future__ import annotations
@@ -195,14 +198,14 @@ def _buffers(opt: Any, params: list[Any]) -> list[Any]:
 
 
 def _guard(ns: dict[str, Any]) -> None:
-    """Refuse the notebook's given foreach/fused helpers: on a CPU with the
-    default flags torch takes its for-loop, which the learner must write."""
+    """Refuse the notebook's given fused helper: on a CPU without fused=True
+    torch takes its for-loop (or foreach, the same bits), which the learner
+    must write."""
     def refuse(params: Any = (), *_a: Any, **_k: Any) -> Any:
         if len(params):                 # (a group without gradients may pass [])
-            raise RuntimeError("the for-loop path must not call foreach_sgd or fused_sgd")
-    for name in ("foreach_sgd", "fused_sgd"):
-        if name in ns:
-            ns[name] = refuse
+            raise RuntimeError("the for-loop path must not call fused_sgd")
+    if "fused_sgd" in ns:
+        ns["fused_sgd"] = refuse
 
 
 def _run_steps(cls: Any, kw: dict[str, Any], dtype: torch.dtype, seed: int) -> list[Any]:
@@ -391,6 +394,16 @@ def _sgd_class(ns: dict[str, Any]) -> list[Any]:
             trained = _run_on(net, opt, 3)
             net[2].bias.requires_grad_(True)
             out.append([trained, _run_on(net, opt, 2), _buffers(opt, list(net.parameters()))])
+    # foreach=True: the same bits as the loop; p.grad too (torch's nesterov quirk)
+    for k, kw in enumerate([dict(nesterov=True), dict(nesterov=True, weight_decay=0.01),
+                            dict(dampening=0.2, maximize=True)]):
+        net = _module(60 + k, lambda: nn.Sequential(nn.Linear(3, 4), nn.Tanh(),
+                                                    nn.Linear(4, 2)))
+        opt = cls(net.parameters(), lr=0.05, momentum=0.9, foreach=True, **kw)
+        rows = []
+        for _ in range(3):
+            rows.append(_run_on(net, opt, 1) + [snap(p.grad) for p in net.parameters()])
+        out.append(rows)
     return out
 
 
