@@ -100,24 +100,35 @@ def _first_difference(got: Tensor, expected: Tensor) -> str:
             f"expected {e_val:.{k}g}, got {g_val:.{k}g} (max abs diff {max_abs:.3g})")
 
 
-def _returned_tensor(out: Any, like: Tensor, case: str, what: str) -> Tensor:
-    """Check the learner returned a tensor of ``like``'s shape and dtype."""
+def _returned_tensor(out: Any, like: Tensor, case: str, what: str = "", *,
+                     who: str = "your function", kind: str = "a torch.Tensor",
+                     not_tensor_hint: str = "compute with tensor operations (no "
+                     ".item(), no numpy, no lists).",
+                     shape_note: str = "", dtype: torch.dtype | None = None,
+                     dtype_hint: str = "keep the inputs' dtype: combine the tensors "
+                     "with Python-float factors, don't build new tensors with a "
+                     "default dtype.") -> Tensor:
+    """Check the learner returned a tensor of ``like``'s shape and of ``dtype``
+    (default: ``like``'s).
+
+    ``what`` completes "did you forget `return ...`?"; ``who`` names the
+    function, ``kind`` the expected value, ``not_tensor_hint`` and
+    ``dtype_hint`` are the diagnoses, ``shape_note`` follows the expected shape.
+    """
+    dtype = like.dtype if dtype is None else dtype
     if out is None:
-        raise CheckFailure(f"{case}: your function returned None.\n  Diagnosis: "
-                           f"did you forget `return {what}`?")
+        ret = f"return {what}" if what else "return"
+        raise CheckFailure(f"{case}: {who} returned None.\n  Diagnosis: "
+                           f"did you forget `{ret}`?")
     if not isinstance(out, Tensor):
-        raise CheckFailure(
-            f"{case}: expected a torch.Tensor, got {type(out).__name__} {fmt(out)}."
-            "\n  Diagnosis: compute with tensor operations (no .item(), no numpy,"
-            " no lists).")
+        raise CheckFailure(f"{case}: expected {kind}, got {type(out).__name__} "
+                           f"{fmt(out)}.\n  Diagnosis: {not_tensor_hint}")
     if out.shape != like.shape:
         raise CheckFailure(f"{case}: the result has shape {tuple(out.shape)}, "
-                           f"expected {tuple(like.shape)}.")
-    if out.dtype != like.dtype:
-        raise CheckFailure(
-            f"{case}: the result has dtype {out.dtype}, expected {like.dtype}.\n"
-            "  Diagnosis: keep the inputs' dtype: combine the tensors with "
-            "Python-float factors, don't build new tensors with a default dtype.")
+                           f"expected {tuple(like.shape)}{shape_note}.")
+    if out.dtype != dtype:
+        raise CheckFailure(f"{case}: the result has dtype {out.dtype}, expected "
+                           f"{dtype}.\n  Diagnosis: {dtype_hint}")
     return out
 
 
@@ -319,23 +330,13 @@ def check_ulp_distance(ulp_distance: Callable[..., Any]) -> None:
         if not (torch.equal(a_in, a) and torch.equal(b_in, b)):
             raise CheckFailure(f"{case}: `{name}` changed its inputs in place: "
                                "reinterpret with .view(...) and compute new tensors.")
-        if out is None:
-            raise CheckFailure(f"{case}: `{name}` returned None.\n  Diagnosis: "
-                               "did you forget `return`?")
-        if not isinstance(out, Tensor):
-            raise CheckFailure(
-                f"{case}: expected an int64 tensor of shape {tuple(a.shape)}, got "
-                f"{type(out).__name__} {fmt(out)}.\n  Diagnosis: return the "
-                "element-wise distances as a tensor (no .item(), no max()).")
-        if out.shape != a.shape:
-            raise CheckFailure(f"{case}: the result has shape {tuple(out.shape)}, "
-                               f"expected {tuple(a.shape)} (one distance per element).")
-        if out.dtype != torch.int64:
-            raise CheckFailure(
-                f"{case}: the result has dtype {out.dtype}, expected torch.int64.\n"
-                "  Diagnosis: an ulp distance is a whole number of steps: compare "
-                "the bit patterns, `a.view(torch.int32)` (float32) or "
-                "`a.view(torch.int64)` (float64), converted with .to(torch.int64).")
+        _returned_tensor(
+            out, a, case, who=f"`{name}`", kind=f"an int64 tensor of shape {tuple(a.shape)}",
+            not_tensor_hint="return the element-wise distances as a tensor (no .item(), "
+            "no max()).", shape_note=" (one distance per element)", dtype=torch.int64,
+            dtype_hint="an ulp distance is a whole number of steps: compare the bit "
+            "patterns, `a.view(torch.int32)` (float32) or `a.view(torch.int64)` "
+            "(float64), converted with .to(torch.int64).")
         expected = _ulp_reference(a, b)
         if not torch.equal(out, expected):
             int_dtype = torch.int32 if a.dtype == _F32 else torch.int64
