@@ -6,8 +6,10 @@ Threat model: a submission may patch anything in its kernel (torch, numpy,
 not rest on the in-kernel test cells alone. For every test cell that has a
 *probe* (``course/probes/lessonNN.py``) we
 
-1. start a fresh interpreter (inside a bubblewrap sandbox when available:
-   read-only file system, no network, solutions and gradebook hidden);
+1. start a fresh interpreter: a child forked from a *zygote* process that
+   has torch and the probes imported and runs inside a bubblewrap sandbox
+   when available (read-only file system, no network, solutions and
+   gradebook hidden); each child starts from the zygote's clean state;
 2. in it, import the probes first, then disable the answer keys the lesson
    forbids (``torch.optim.SGD``, ``course.sgd.sgd_update``, ...), then run
    the learner's definitions (their exercise cells, plus imports and
@@ -36,6 +38,7 @@ starting processes, and from ctypes and the garbage collector's object lists.
 from __future__ import annotations
 
 import ast
+import atexit
 import base64
 import builtins
 import dataclasses
@@ -51,6 +54,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import tokenize
 import types
 from typing import Any, Callable
@@ -257,12 +261,103 @@ def _same(actual: Any, expected: Any, probe: Probe) -> bool:
 # --------------------------------------------------------------- child side
 
 def _child() -> None:
-    """Run in the fresh interpreter: probes first, then learner code, then probes."""
+    """Run in a fresh interpreter: one verification, spec on stdin, results on stdout."""
     spec = json.loads(sys.stdin.read())
+    out = os.fdopen(os.dup(1), "w")
+    _serve(spec, out)
+
+
+#: What the zygote imports before it forks: everything a verification needs
+#: that takes time to import (torch alone takes about a second).
+_PRELOAD = ("torch", "torch.optim", "numpy", "matplotlib.pyplot", "course.probes._common")
+
+
+def _zygote() -> None:
+    """A sandboxed server that has torch and the probes imported and forks one
+    fresh child per verification (spec in, results out: one JSON line each).
+
+    A child starts from the zygote's clean state, in its own empty folder,
+    and never sees the zygote's pipes: it writes its result lines into a
+    pipe of its own, which the zygote relays once the child has ended or been
+    killed at its deadline.
+    """
+    import ctypes
+
+    import matplotlib
+    # Not dumpable: no child (same user, no capabilities) may open this
+    # process's /proc/<pid>/mem, environ, ... to tamper with the next child.
+    if ctypes.CDLL(None).prctl(4, 0, 0, 0, 0) != 0:          # PR_SET_DUMPABLE, 0
+        raise SystemExit("course.verify: prctl(PR_SET_DUMPABLE) failed")
+    # Children must not find modules planted in the shared scratch folder.
+    sys.path[:] = [p for p in sys.path if p not in ("", os.getcwd())]
+    matplotlib.use("Agg")
+    for name in _PRELOAD:
+        importlib.import_module(name)
+    for path in sorted((REPO / "course" / "probes").glob("lesson*.py")):
+        importlib.import_module(f"course.probes.{path.stem}")
+    _torch_originals()
+    requests, replies = sys.stdin.buffer, sys.stdout.buffer
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for line in requests:
+        spec = json.loads(line)
+        folder = tempfile.mkdtemp(prefix="child-")
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:                                   # the child
+            try:
+                os.close(read_end)
+                for fd in (0, 1, 2):
+                    os.dup2(devnull, fd)
+                os.chdir(folder)
+                os.environ["TMPDIR"] = tempfile.tempdir = folder
+                _serve(spec, os.fdopen(write_end, "w"))
+            finally:
+                os._exit(0)
+        os.close(write_end)
+        output, timed_out = _collect(read_end, pid, float(spec.get("deadline", 60.0)))
+        os.close(read_end)
+        shutil.rmtree(folder, ignore_errors=True)
+        replies.write(json.dumps({"output": output, "timed_out": timed_out}).encode() + b"\n")
+        replies.flush()
+
+
+#: At most this much output is kept from one child (a probe's results are small).
+_MAX_OUTPUT = 16 * 1024 * 1024
+
+
+def _collect(fd: int, pid: int, seconds: float) -> tuple[str, bool]:
+    """Read a child's result pipe until it closes or the deadline passes
+    (then kill the child); reap it. Returns (output, timed out)."""
+    import select
+    import time
+    deadline, chunks, size, timed_out = time.monotonic() + seconds, [], 0, False
+    while True:
+        left = deadline - time.monotonic()
+        ready = select.select([fd], [], [], max(left, 0))[0] if left > 0 else []
+        if not ready:
+            timed_out = True
+            break
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > _MAX_OUTPUT:
+            break
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    os.waitpid(pid, 0)
+    return b"".join(chunks).decode(errors="replace"), timed_out
+
+
+def _serve(spec: dict[str, Any], out: Any) -> None:
+    """One verification: probes first, then the learner's code, then the probes;
+    a JSON line per probe to ``out``."""
     module = importlib.import_module(lesson_module(spec["assignment"]))
     runs = {gid: probe.run for gid, probe in module.PROBES.items()}
     _torch_originals()
-    out = os.fdopen(os.dup(1), "w")
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
     os.dup2(devnull, 2)
@@ -564,8 +659,12 @@ def sandbox_prefix(hidden: list[pathlib.Path],
     bwrap = shutil.which("bwrap")
     if not bwrap or os.environ.get("COURSE_NO_SANDBOX"):
         return []
+    # --cap-drop ALL: run as root, bubblewrap would otherwise keep root's
+    # capabilities inside, enough to remount / read-write or to write another
+    # process's memory (bubblewrap also sets no_new_privs: none come back on exec).
     args = [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
-            "--unshare-net", "--unshare-pid", "--die-with-parent", "--new-session"]
+            "--unshare-net", "--unshare-pid", "--die-with-parent", "--new-session",
+            "--cap-drop", "ALL"]
     for path in hidden:
         if path.is_dir():
             args += ["--tmpfs", str(path)]
@@ -595,30 +694,107 @@ def _seed_font_cache(scratch: pathlib.Path) -> None:
         pass
 
 
+class Zygote:
+    """A sandboxed ``python -m course.verify --zygote`` (see :func:`_zygote`):
+    one fresh, forked child per verification, without paying for the imports
+    every time. One request at a time; bubblewrap ends it with its parent."""
+
+    def __init__(self, hidden: list[pathlib.Path]):
+        self.scratch = tempfile.mkdtemp(prefix="sgd-verify-")
+        _seed_font_cache(pathlib.Path(self.scratch))
+        env = dict(os.environ, MPLBACKEND="Agg", MPLCONFIGDIR=self.scratch, TMPDIR=self.scratch,
+                   PYTHONHASHSEED="0", OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+        cmd = sandbox_prefix(hidden, pathlib.Path(self.scratch)) + [
+            sys.executable, "-m", "course.verify", "--zygote"]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL, env=env, cwd=self.scratch)
+        self.lock = threading.Lock()
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def request(self, spec: dict[str, Any], timeout: float) -> tuple[str, bool]:
+        """Send one spec; (the child's output, whether it ran out of time).
+
+        Raises OSError if the zygote died or did not answer in time (it is then
+        stopped: a new one replaces it).
+        """
+        import select
+        import time
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        try:
+            self.proc.stdin.write(json.dumps(dict(spec, deadline=timeout)).encode() + b"\n")
+            self.proc.stdin.flush()
+            fd, buf = self.proc.stdout.fileno(), b""
+            deadline = time.monotonic() + timeout + 30      # the zygote kills at `timeout`
+            while not buf.endswith(b"\n"):
+                left = deadline - time.monotonic()
+                if left <= 0 or not select.select([fd], [], [], left)[0]:
+                    raise OSError("no answer from the verification process")
+                chunk = os.read(fd, 1 << 20)
+                if not chunk:
+                    raise OSError("the verification process ended")
+                buf += chunk
+            reply = json.loads(buf)
+            return str(reply["output"]), bool(reply["timed_out"])
+        except (OSError, ValueError, KeyError) as exc:
+            self.close()
+            raise OSError(str(exc)) from exc
+
+    def close(self) -> None:
+        if self.alive():
+            self.proc.kill()
+        self.proc.wait()
+        for stream in (self.proc.stdin, self.proc.stdout):
+            if stream is not None:
+                stream.close()
+        shutil.rmtree(self.scratch, ignore_errors=True)
+
+
+_ZYGOTES: dict[tuple[str, ...], list[Zygote]] = {}
+_ZYGOTES_LOCK = threading.Lock()
+
+
+def _zygote_for(hidden: list[pathlib.Path]) -> Zygote:
+    """An idle zygote with these hidden paths, locked for the caller (new if none)."""
+    key = tuple(sorted(str(h) for h in hidden))
+    with _ZYGOTES_LOCK:
+        pool = _ZYGOTES.setdefault(key, [])
+        pool[:] = [z for z in pool if z.alive()]
+        for z in pool:
+            if z.lock.acquire(blocking=False):
+                return z
+        z = Zygote(hidden)
+        z.lock.acquire()
+        pool.append(z)
+        return z
+
+
+@atexit.register
+def _close_zygotes() -> None:
+    for pool in _ZYGOTES.values():
+        for z in pool:
+            z.close()
+
+
 def run_child(assignment: str, source: list[str], grade_ids: list[str],
               timeout: float = 60.0, root: pathlib.Path | None = None) -> dict[str, dict[str, Any]]:
-    """Run the harness in a fresh (sandboxed) interpreter; never raises.
+    """Run the harness in a fresh (sandboxed, forked) interpreter; never raises.
 
     ``root`` is the course folder being graded; its secrets are hidden too.
     """
-    spec = json.dumps({"assignment": assignment, "source": source, "grade_ids": grade_ids,
-                       "step_seconds": max(2.0, min(STEP_SECONDS, timeout / 4))})
+    spec = {"assignment": assignment, "source": source, "grade_ids": grade_ids,
+            "step_seconds": max(2.0, min(STEP_SECONDS, timeout / 4))}
     hidden = course_secrets() + (course_secrets(root) if root else [])
+    crashed = "the re-run of your code crashed before reporting (did it exit the process?)"
+    zygote = _zygote_for(hidden)
     try:
-        with tempfile.TemporaryDirectory(prefix="sgd-verify-") as scratch:
-            _seed_font_cache(pathlib.Path(scratch))
-            env = dict(os.environ, MPLBACKEND="Agg", MPLCONFIGDIR=scratch, TMPDIR=scratch,
-                       PYTHONHASHSEED="0", OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
-            cmd = sandbox_prefix(hidden, pathlib.Path(scratch)) + [
-                sys.executable, "-m", "course.verify", "--child"]
-            proc = subprocess.run(cmd, input=spec, capture_output=True, text=True,
-                                  timeout=timeout, env=env, cwd=scratch)
-        output, reason = proc.stdout, ("the re-run of your code crashed before reporting "
-                                       "(did it exit the process?)")
-    except subprocess.TimeoutExpired as exc:
-        output, reason = exc.stdout or "", f"timed out after {timeout:g} s (an infinite loop?)"
-    if isinstance(output, bytes):
-        output = output.decode(errors="replace")
+        output, timed_out = zygote.request(spec, timeout)
+        reason = f"timed out after {timeout:g} s (an infinite loop?)" if timed_out else crashed
+    except OSError:
+        output, reason = "", crashed
+    finally:
+        zygote.lock.release()
     results: dict[str, dict[str, Any]] = {}
     for line in output.splitlines():
         try:
@@ -673,8 +849,8 @@ def _write_cache(path: pathlib.Path, results: dict[str, Any]) -> None:
         pass
 
 
-def expected_results(assignment: str, solution: pathlib.Path,
-                     cache: pathlib.Path | None = None) -> dict[str, Any]:
+def expected_results(assignment: str, solution: pathlib.Path, cache: pathlib.Path | None = None,
+                     root: pathlib.Path | None = None) -> dict[str, Any]:
     """Probe values of the solution notebook's definitions.
 
     Computed once in a fresh interpreter (a few seconds), then kept in memory
@@ -690,7 +866,7 @@ def expected_results(assignment: str, solution: pathlib.Path,
     if results is None:
         import nbformat
         nb = nbformat.read(solution, as_version=4)
-        results = run_child(assignment, learner_source(nb), sorted(probes), timeout=300)
+        results = run_child(assignment, learner_source(nb), sorted(probes), 300, root)
         bad = {g: r for g, r in results.items() if "ok" not in r}
         if bad:
             raise RuntimeError(f"the solution of {assignment} fails its own probes: {bad}")
@@ -717,7 +893,7 @@ def verify(nb: Any, assignment: str, root: pathlib.Path = REPO,
     sol = root / "solutions" / assignment / f"{assignment}.ipynb"
     if not sol.is_file():
         sol = REPO / "solutions" / assignment / f"{assignment}.ipynb"
-    expected = expected_results(assignment, sol, root / CACHE_DIR)
+    expected = expected_results(assignment, sol, root / CACHE_DIR, root)
     source = learner_source(nb)
     banned = banned_constructs("\n".join(source))
     if banned:
@@ -740,3 +916,5 @@ def verify(nb: Any, assignment: str, root: pathlib.Path = REPO,
 
 if __name__ == "__main__" and sys.argv[1:] == ["--child"]:
     _child()
+elif __name__ == "__main__" and sys.argv[1:] == ["--zygote"]:
+    _zygote()

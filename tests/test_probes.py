@@ -16,7 +16,7 @@ For every lesson:
 * no solution or release uses a construct course.verify bans, and every name
   a lesson forbids exists.
 
-Each variant is one sandboxed child interpreter (course.verify.run_child);
+Each variant is one sandboxed child interpreter (course.verify.run_child, forked from a zygote);
 they run two at a time, in one job per lesson, started once per module.
 """
 
