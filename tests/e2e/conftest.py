@@ -147,3 +147,12 @@ def page(browser):
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     yield context.new_page()
     context.close()
+
+
+@pytest.fixture(scope="module")
+def notebook_page(browser):
+    """One tab for a module's notebook runs: JupyterLab loads once, and each
+    notebook opens in it with the previous tabs closed (helpers.open_notebook)."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    yield context.new_page()
+    context.close()

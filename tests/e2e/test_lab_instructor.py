@@ -8,7 +8,8 @@ from tests.e2e.helpers import ASSIGNMENTS, OUTPUTS, open_notebook, wait_idle
 
 
 @pytest.mark.parametrize("a", ASSIGNMENTS)
-def test_solution_notebook_runs_and_renders_figures(a, page, instructor_lab, screenshots):
+def test_solution_notebook_runs_and_renders_figures(a, notebook_page, instructor_lab, screenshots):
+    page = notebook_page
     open_notebook(page, instructor_lab, f"solutions/{a}/{a}.ipynb")
     page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
     page.wait_for_timeout(500)

@@ -8,7 +8,8 @@ from tests.e2e.helpers import ASSIGNMENTS, OUTPUTS, RUN_CELL_BY_CELL, open_noteb
 
 
 @pytest.mark.parametrize("a", ASSIGNMENTS)
-def test_student_notebook_only_stub_errors(a, page, learner_lab, screenshots):
+def test_student_notebook_only_stub_errors(a, notebook_page, learner_lab, screenshots):
+    page = notebook_page
     open_notebook(page, learner_lab, f"{a}/{a}.ipynb")
     page.evaluate(RUN_CELL_BY_CELL)
     wait_idle(page)
@@ -16,6 +17,12 @@ def test_student_notebook_only_stub_errors(a, page, learner_lab, screenshots):
     errors = [(c["nbgrader"], o) for c in cells for o in c["outputs"]
               if o["output_type"] == "error"]
     assert errors, "the unsolved notebook should show the stubs' errors"
+    # what nbgrader's Validator (invert=True) requires: every test cell fails
+    for c in cells:
+        meta = c["nbgrader"] or {}
+        if c["type"] == "code" and meta.get("grade"):
+            failed = [o for o in c["outputs"] if o["output_type"] == "error"]
+            assert failed, f"{a}: test cell {meta.get('grade_id')} passed on the unsolved notebook"
     for meta, out in errors:
         is_test = bool(meta and meta.get("grade"))
         ok = out["ename"] == "NotImplementedError" or \
