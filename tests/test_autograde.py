@@ -60,8 +60,8 @@ BIN = pathlib.Path(sys.executable).parent
 L01, L05 = ms.L01, ms.L05
 FRIEND = ms.FRIEND            # delivered through the LMS zip; copied and targeted by cheats
 LOOP = "loop"                 # graded on its own, with a short time limit per cell
-LOOP_CELL_TIMEOUT = 10
-LOOP_REVERIFY_TIMEOUT = 30
+LOOP_CELL_TIMEOUT = 6
+LOOP_REVERIFY_TIMEOUT = 16
 SECRET = "INSTRUCTOR-SECRET-7f3a9c"     # planted in the grading account's files and processes
 # LMS file names: <student>_attempt_<timestamp>_<notebook>.ipynb. The timestamp
 # is ISO basic (20240502T093000): nbgrader's parse_utc reads the dashed form of
