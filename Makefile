@@ -40,7 +40,7 @@ lab-instructor: $(STAMP)
 
 ## The whole test suite, on every core (each test file stays on one worker: nbval needs that).
 test: $(STAMP)
-	$(BIN)/python -m pytest -n auto --dist loadfile $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n auto --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 ## configurable-http-proxy for deploy/jupyterhub, pinned by its package-lock.json (npm ci
 ## into deploy/jupyterhub/node_modules; the hub test and setup.sh install run it when needed).
