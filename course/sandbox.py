@@ -48,15 +48,15 @@ def sweep_scratch() -> list[pathlib.Path]:
     removed = []
     for folder in pathlib.Path(tempfile.gettempdir()).glob(f"{SCRATCH_PREFIX}*-*"):
         pid = folder.name[len(SCRATCH_PREFIX):].split("-")[0]
-        if not pid.isdigit() or folder.stat().st_uid != os.getuid():
-            continue
         try:
+            if not pid.isdigit() or folder.stat().st_uid != os.getuid():
+                continue
             os.kill(int(pid), 0)
             continue                            # its kernel is still running
         except ProcessLookupError:
-            pass
-        except PermissionError:
-            continue                            # someone else's live process
+            pass                                # ended: remove its folder
+        except OSError:
+            continue       # someone else's live process, or another kernel swept it first
         shutil.rmtree(folder, ignore_errors=True)
         removed.append(folder)
     return removed
@@ -72,7 +72,10 @@ def kernel_command(argv: list[str], cwd: pathlib.Path) -> list[str]:
     connection files, server tokens) and ~/.ssh hidden.
     """
     root = course_root(cwd)
-    sweep_scratch()
+    try:
+        sweep_scratch()
+    except Exception:  # noqa: BLE001 - housekeeping must never stop a kernel from starting
+        pass
     # exec keeps the pid: the folder's name says which kernel it belongs to
     scratch = pathlib.Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-"))
     work = scratch / "work"

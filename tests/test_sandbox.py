@@ -117,3 +117,17 @@ def test_a_dead_zygote_is_replaced():
             z.proc.kill()
             z.proc.wait()
     assert _outcome("OUTCOME = 6.0") == 6.0
+
+
+def test_sweeping_races_with_another_kernel(tmp_path, monkeypatch):
+    """Two kernels starting at once both sweep: a folder removed by the other
+    one between the listing and the check is skipped, not an error."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    vanishing = tmp_path / f"{sandbox.SCRATCH_PREFIX}999999999-gone"
+    real_glob = pathlib.Path.glob
+
+    def glob_then_vanish(self, pattern):
+        found = list(real_glob(self, pattern))
+        return found + [vanishing]                 # listed, but already removed
+    monkeypatch.setattr(pathlib.Path, "glob", glob_then_vanish)
+    assert sandbox.sweep_scratch() == []
