@@ -116,12 +116,6 @@ def grade(root: pathlib.Path, assignments: list[str] | None = None, jobs: int | 
     return dict(sorted(results.items()))
 
 
-def grade_class(assignment: str, root: pathlib.Path, jobs: int | None = None,
-                progress: bool = True) -> dict[str, str]:
-    """Autograde every submission of one assignment: student -> ``""`` or the error."""
-    return {s: e for (s, _a), e in grade(root, [assignment], jobs, progress).items()}
-
-
 @dataclass
 class CellSummary:
     """One test cell across the class."""

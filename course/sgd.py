@@ -22,6 +22,7 @@ to torch's bit for bit rather than merely close.
 
 from __future__ import annotations
 
+import itertools
 import math
 from numbers import Real
 from typing import Sequence
@@ -29,7 +30,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-__all__ = ["sgd_update", "sgd_update_foreach", "update_many"]
+__all__ = ["option_grid", "sgd_update", "sgd_update_foreach", "update_many"]
 
 Scalar = float | Tensor
 
@@ -244,3 +245,18 @@ def _check_hyper(**values: object) -> None:
             raise ValueError(f"{name} is NaN")
         if v < 0 and name != "dampening":
             raise ValueError(f"Invalid {name} value: {v} (must be >= 0)")
+
+
+def option_grid(lr: float = 0.05) -> list[dict[str, object]]:
+    """Every combination of momentum {0, 0.9}, dampening {0, 0.3}, weight_decay
+    {0, 0.05}, nesterov and maximize that torch.optim.SGD accepts (nesterov
+    needs momentum > 0 and dampening 0): 24 settings, used to compare an
+    optimizer with torch's option by option."""
+    out = []
+    for m, d, wd, n, mx in itertools.product([0, 0.9], [0, 0.3], [0, 0.05],
+                                             [False, True], [False, True]):
+        if n and (m == 0 or d != 0):
+            continue
+        out.append(dict(lr=lr, momentum=m, dampening=d, weight_decay=wd, nesterov=n,
+                        maximize=mx))
+    return out

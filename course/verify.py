@@ -42,6 +42,8 @@ import atexit
 import base64
 import builtins
 import dataclasses
+import functools
+import hashlib
 import importlib
 import importlib.util
 import io
@@ -49,12 +51,14 @@ import json
 import os
 import pathlib
 import re
+import select
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 import tokenize
 import types
 from typing import Any, Callable
@@ -330,8 +334,6 @@ _MAX_OUTPUT = 16 * 1024 * 1024
 def _collect(fd: int, pid: int, seconds: float) -> tuple[str, bool]:
     """Read a child's result pipe until it closes or the deadline passes
     (then kill the child); reap it. Returns (output, timed out)."""
-    import select
-    import time
     deadline, chunks, size, timed_out = time.monotonic() + seconds, [], 0, False
     while True:
         left = deadline - time.monotonic()
@@ -721,8 +723,6 @@ class Zygote:
         Raises OSError if the zygote died or did not answer in time (it is then
         stopped: a new one replaces it).
         """
-        import select
-        import time
         assert self.proc.stdin is not None and self.proc.stdout is not None
         try:
             self.proc.stdin.write(json.dumps(dict(spec, deadline=timeout)).encode() + b"\n")
@@ -819,11 +819,19 @@ def _cache_key(assignment: str, solution: pathlib.Path) -> str:
     """Hash of everything the solution's probe values depend on: the solution
     notebook, the course package (probes and harness included) and the
     library versions."""
-    import hashlib
-
-    import torch
     digest = hashlib.sha256(assignment.encode())
-    for path in [solution, *sorted((REPO / "course").rglob("*.py"))]:
+    digest.update(solution.read_bytes())
+    digest.update(_package_digest().encode())
+    return digest.hexdigest()
+
+
+@functools.lru_cache(maxsize=1)
+def _package_digest() -> str:
+    """Hash of the course package's source and the library versions (read once
+    per process: the package does not change while grading runs)."""
+    import torch
+    digest = hashlib.sha256()
+    for path in sorted((REPO / "course").rglob("*.py")):
         digest.update(path.read_bytes())
     digest.update(f"{sys.version}|{torch.__version__}|{np.__version__}".encode())
     return digest.hexdigest()

@@ -80,11 +80,15 @@ class SGD(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is not None:
-                    self.update(p, group)
-            self.foreach_nesterov_quirk(group)
+            self.step_group(group)
         return loss
+
+    def step_group(self, group):
+        """One group's update (the part the mutants below change)."""
+        for p in group["params"]:
+            if p.grad is not None:
+                self.update(p, group)
+        self.foreach_nesterov_quirk(group)
 
     def foreach_nesterov_quirk(self, group):
         """The notebook's given helper (on a CPU): torch's foreach path with
@@ -362,19 +366,9 @@ def test_delegation_is_rejected():
             return self._inner.step(closure)
 
     class Functional(SGD):
-        @torch.no_grad()
-        def step(self, closure=None):
+        def step_group(self, group):
             from torch.optim._functional import sgd
-            for group in self.param_groups:
-                params = [p for p in group["params"] if p.grad is not None]
-                bufs = [self.state[p].get("momentum_buffer") for p in params]
-                sgd(params, [p.grad for p in params], bufs,
-                    weight_decay=group["weight_decay"], momentum=group["momentum"],
-                    lr=group["lr"], dampening=group["dampening"],
-                    nesterov=group["nesterov"], maximize=group["maximize"])
-                if group["momentum"] != 0:
-                    for p, b in zip(params, bufs):
-                        self.state[p]["momentum_buffer"] = b
+            step_with(self, group, sgd)
 
     for check in SGD_CHECKS:
         fails(check, Subclass, "subclasses torch.optim.SGD")
@@ -382,6 +376,20 @@ def test_delegation_is_rejected():
     fails(check_sgd_class, Wrapper, "creates a torch.optim.SGD")
     fails(check_sgd_step, Functional, "calls torch.optim.sgd.sgd.*write the update yourself")
     fails(check_sgd_class, Functional, "calls torch.optim.sgd")
+
+
+def step_with(opt, group, update):
+    """Step ``group`` with ``update(params, grads, bufs, **hyper)``, a
+    multi-tensor function that fills and updates ``bufs`` in place."""
+    params = [p for p in group["params"] if p.grad is not None]
+    momentum = group["momentum"]
+    bufs = [opt.state[p].get("momentum_buffer") if momentum != 0 else None for p in params]
+    update(params, [p.grad for p in params], bufs,
+           **{k: group[k] for k in ("lr", "momentum", "dampening", "weight_decay", "nesterov",
+                                    "maximize")})
+    if momentum != 0:
+        for p, b in zip(params, bufs):
+            opt.state[p]["momentum_buffer"] = b
 
 
 def fused_sgd(params, grads, bufs, **hyper):
@@ -392,20 +400,8 @@ def fused_sgd(params, grads, bufs, **hyper):
 
 def test_given_fused_path_for_plain_groups_is_rejected():
     class HandsOverToGiven(SGD):
-        @torch.no_grad()
-        def step(self, closure=None):
-            for group in self.param_groups:
-                params = [p for p in group["params"] if p.grad is not None]
-                momentum = group["momentum"]
-                bufs = [self.state[p].get("momentum_buffer") if momentum != 0 else None
-                        for p in params]
-                fused_sgd(params, [p.grad for p in params], bufs,
-                          **{k: group[k] for k in ("lr", "momentum", "dampening",
-                                                   "weight_decay", "nesterov",
-                                                   "maximize")})
-                if momentum != 0:
-                    for p, b in zip(params, bufs):
-                        self.state[p]["momentum_buffer"] = b
+        def step_group(self, group):
+            step_with(self, group, fused_sgd)
 
     fails(check_sgd_step, HandsOverToGiven, r"ran the given `fused_sgd` for a group "
           r"that does not ask for fused=True.*foreach=True included.*write the "
@@ -461,18 +457,11 @@ def test_foreach_quirk_twice():
 
 def test_foreach_quirk_inside_the_loop():
     class QuirkInLoop(SGD):
-        @torch.no_grad()
-        def step(self, closure=None):
-            loss = None
-            if closure is not None:
-                with torch.enable_grad():
-                    loss = closure()
-            for group in self.param_groups:
-                for p in group["params"]:
-                    if p.grad is not None:
-                        self.update(p, group)
-                        self.foreach_nesterov_quirk(group)
-            return loss
+        def step_group(self, group):
+            for p in group["params"]:
+                if p.grad is not None:
+                    self.update(p, group)
+                    self.foreach_nesterov_quirk(group)
 
     fails(check_sgd_class, QuirkInLoop,
           r"case 'MLP float32, foreach=True.*step 1: SGD.step\(\) raised KeyError: "
@@ -484,29 +473,11 @@ def test_foreach_group_handed_to_torch_foreach():
     """A class that runs torch's foreach kernels itself (course.sgd's) for
     foreach groups passes: the same bits, the same p.grad."""
     class OwnForeach(SGD):
-        @torch.no_grad()
-        def step(self, closure=None):
-            loss = None
-            if closure is not None:
-                with torch.enable_grad():
-                    loss = closure()
-            for group in self.param_groups:
-                params = [p for p in group["params"] if p.grad is not None]
-                if not group["foreach"]:
-                    for p in params:
-                        self.update(p, group)
-                    continue
-                m = group["momentum"]
-                bufs = [self.state[p].get("momentum_buffer") if m != 0 else None
-                        for p in params]
-                course.sgd.sgd_update_foreach(
-                    params, [p.grad for p in params], bufs,
-                    **{k: group[k] for k in ("lr", "momentum", "dampening",
-                                             "weight_decay", "nesterov", "maximize")})
-                if m != 0:
-                    for p, b in zip(params, bufs):
-                        self.state[p]["momentum_buffer"] = b
-            return loss
+        def step_group(self, group):
+            if group["foreach"]:
+                step_with(self, group, course.sgd.sgd_update_foreach)
+            else:
+                super().step_group(group)
 
     check_sgd_class(OwnForeach)
 

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import copy
 import inspect
-import itertools
 import math
 import sys
 from dataclasses import dataclass, field
@@ -50,6 +49,7 @@ from torch import Tensor, nn
 
 from course.checks import class_mistakes as cm
 from course.checks._common import CheckFailure, call, fmt, passed, require_function
+from course.sgd import option_grid
 
 __all__ = [
     "check_decay_groups",
@@ -1443,17 +1443,6 @@ def check_sgd_state(cls: Any) -> None:
 # Everything
 # --------------------------------------------------------------------------
 
-def _grid() -> list[dict[str, Any]]:
-    out = []
-    for m, d, wd, n, mx in itertools.product([0, 0.9], [0, 0.3], [0, 0.05],
-                                             [False, True], [False, True]):
-        if n and (m == 0 or d != 0):
-            continue
-        out.append(dict(lr=0.05, momentum=m, dampening=d, weight_decay=wd,
-                        nesterov=n, maximize=mx))
-    return out
-
-
 def _label(kw: dict[str, Any]) -> str:
     shown = [f"{k}={v}" for k, v in kw.items() if k == "lr" or v not in (0, False)]
     return ", ".join(shown)
@@ -1462,7 +1451,7 @@ def _label(kw: dict[str, Any]) -> str:
 def _grid_scenarios() -> list[Scenario]:
     out = []
     for dtype, name in ((_F32, "float32"), (_F64, "float64")):
-        for kw in _grid():
+        for kw in option_grid():
             out.append(Scenario(f"MLP {name}, {_label(kw)}; 2.bias grad None at step 3",
                                 kw, steps=5, dtype=dtype, none={2: (3,)}, model="mlp"))
     out.append(Scenario(

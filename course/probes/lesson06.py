@@ -37,6 +37,7 @@ from torch import nn
 
 from course.probes._common import (COURSE_SGD, TORCH_SGD, as_float, generator, real, snap,
                                    type_name)
+from course.sgd import option_grid
 from course.verify import Probe
 
 #: Probes use the builtins as they were before the learner's code ran (see
@@ -352,17 +353,6 @@ def _sgd_state(ns: dict[str, Any]) -> list[Any]:
 
 # ----------------------------------------------------------------- SGD class
 
-def _grid() -> list[dict[str, Any]]:
-    out = []
-    for m, d, wd, n, mx in itertools.product([0, 0.9], [0, 0.3], [0, 0.05],
-                                             [False, True], [False, True]):
-        if n and (m == 0 or d != 0):
-            continue
-        out.append(dict(lr=0.05, momentum=m, dampening=d, weight_decay=wd, nesterov=n,
-                        maximize=mx))
-    return out
-
-
 def _run_on(net: nn.Module, opt: Any, n: int) -> list[Any]:
     gen = generator(2)
     dtype = next(net.parameters()).dtype
@@ -385,7 +375,7 @@ def _sgd_class(ns: dict[str, Any]) -> list[Any]:
     out += [type(opt2) is cls, type(opt3) is cls, repr(opt).startswith("SGD ("),
             _run_on(net, opt, 4), _run_on(net2, opt2, 4), _run_on(net3, opt3, 4)]
     for dtype in (_F32, _F64):
-        for k, kw in enumerate(_grid()):
+        for k, kw in enumerate(option_grid()):
             net = _module(20 + k, lambda: nn.Sequential(nn.Linear(3, 4), nn.Tanh(),
                                                         nn.Linear(4, 2))).to(dtype)
             opt = cls(net.parameters(), **kw)
