@@ -40,10 +40,9 @@ from __future__ import annotations
 import ast
 import atexit
 import base64
+import concurrent.futures
 import builtins
 import dataclasses
-import functools
-import hashlib
 import importlib
 import importlib.util
 import io
@@ -51,6 +50,7 @@ import json
 import os
 import pathlib
 import re
+import secrets
 import select
 import shutil
 import signal
@@ -83,14 +83,17 @@ class Probe:
     """How to re-verify one test cell.
 
     Attributes:
-        run: called with the learner's namespace; returns a list of values
-            (tensors, arrays, numbers, strings, None, nested lists).
+        run: called with the learner's namespace and the verification's
+            seed, from which it draws its inputs (a fresh seed per
+            verification: values recorded for another seed are wrong);
+            returns a list of values (tensors, arrays, numbers, strings,
+            None, nested lists).
         rtol: 0 means bit-for-bit equality; otherwise arrays are compared
             with ``np.allclose(rtol=rtol, atol=atol)``.
         atol: absolute tolerance used with ``rtol``.
     """
 
-    run: Callable[[dict[str, Any]], list[Any]]
+    run: Callable[[dict[str, Any], int], list[Any]]
     rtol: float = 0.0
     atol: float = 0.0
 
@@ -376,6 +379,7 @@ def _serve(spec: dict[str, Any], out: Any) -> None:
     ns["__builtins__"] = builtins    # the real ones, not the harness's snapshot
     errors = []
     step = float(spec.get("step_seconds", STEP_SECONDS))
+    seed = int(spec["seed"])
 
     def time_up(*_args: Any) -> None:
         raise _TimeUp(f"timed out after {step:g} s (an infinite loop?)")
@@ -396,7 +400,7 @@ def _serve(spec: dict[str, Any], out: Any) -> None:
         try:
             signal.setitimer(signal.ITIMER_REAL, step)
             try:
-                result = {"ok": encode(runs[gid](ns))}
+                result = {"ok": encode(runs[gid](ns, seed))}
             except BaseException as exc:  # noqa: BLE001
                 message = _describe(exc)
                 if errors and isinstance(exc, (NameError, KeyError)):   # a definition is missing
@@ -684,7 +688,7 @@ def sandbox_prefix(hidden: list[pathlib.Path],
 def course_secrets(root: pathlib.Path = REPO) -> list[pathlib.Path]:
     """What graded code must never see or touch under the course root."""
     names = ("solutions", "source", "submitted", "autograded", "feedback", "gradebook.db",
-             "downloaded", ".nbgrader.log", ".git", "tests", CACHE_DIR)
+             "downloaded", ".nbgrader.log", ".git", "tests", ".grading-cache")
     return [root / n for n in names]
 
 
@@ -780,12 +784,13 @@ def _close_zygotes() -> None:
 
 
 def run_child(assignment: str, source: list[str], grade_ids: list[str],
-              timeout: float = 60.0, root: pathlib.Path | None = None) -> dict[str, dict[str, Any]]:
+              timeout: float = 60.0, root: pathlib.Path | None = None,
+              seed: int = 0) -> dict[str, dict[str, Any]]:
     """Run the harness in a fresh (sandboxed, forked) interpreter; never raises.
 
     ``root`` is the course folder being graded; its secrets are hidden too.
     """
-    spec = {"assignment": assignment, "source": source, "grade_ids": grade_ids,
+    spec = {"assignment": assignment, "source": source, "grade_ids": grade_ids, "seed": seed,
             "step_seconds": max(2.0, min(STEP_SECONDS, timeout / 4))}
     hidden = course_secrets() + (course_secrets(root) if root else [])
     crashed = "the re-run of your code crashed before reporting (did it exit the process?)"
@@ -809,85 +814,39 @@ def run_child(assignment: str, source: list[str], grade_ids: list[str],
     return {gid: results.get(gid, {"error": reason}) for gid in grade_ids}
 
 
-#: Folder, under the course root, where the solutions' probe values are kept
-#: between grading runs (hidden from graded code like the solutions).
-CACHE_DIR = ".grading-cache"
-_EXPECTED: dict[str, dict[str, Any]] = {}
+def draw_seed() -> int:
+    """A fresh seed for one verification: the probes draw their inputs from it,
+    so values computed, cached or recorded for another verification are wrong."""
+    return secrets.randbits(63)
 
 
-def _cache_key(assignment: str, solution: pathlib.Path) -> str:
-    """Hash of everything the solution's probe values depend on: the solution
-    notebook, the course package (probes and harness included) and the
-    library versions."""
-    digest = hashlib.sha256(assignment.encode())
-    digest.update(solution.read_bytes())
-    digest.update(_package_digest().encode())
-    return digest.hexdigest()
-
-
-@functools.lru_cache(maxsize=1)
-def _package_digest() -> str:
-    """Hash of the course package's source and the library versions (read once
-    per process: the package does not change while grading runs)."""
-    import torch
-    digest = hashlib.sha256()
-    for path in sorted((REPO / "course").rglob("*.py")):
-        digest.update(path.read_bytes())
-    digest.update(f"{sys.version}|{torch.__version__}|{np.__version__}".encode())
-    return digest.hexdigest()
-
-
-def _read_cache(path: pathlib.Path, probes: dict[str, Probe]) -> dict[str, Any] | None:
-    try:
-        cached = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    ok = isinstance(cached, dict) and set(cached) == set(probes) and \
-        all(isinstance(v, dict) and "ok" in v for v in cached.values())
-    return cached if ok else None
-
-
-def _write_cache(path: pathlib.Path, results: dict[str, Any]) -> None:
-    """Write atomically (parallel graders may race); a read-only folder is fine."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False,
-                                         suffix=".tmp") as tmp:
-            json.dump(results, tmp)
-        os.replace(tmp.name, path)
-    except OSError:
-        pass
-
-
-def expected_results(assignment: str, solution: pathlib.Path, cache: pathlib.Path | None = None,
+def expected_results(assignment: str, solution: pathlib.Path, seed: int,
                      root: pathlib.Path | None = None) -> dict[str, Any]:
-    """Probe values of the solution notebook's definitions.
+    """Probe values of the solution notebook's definitions for ``seed``.
 
-    Computed once in a fresh interpreter (a few seconds), then kept in memory
-    and, when ``cache`` is a folder, on disk under a hash of the solution, the
-    probes, the harness and the library versions: any change recomputes them.
+    Computed in a fresh interpreter for every verification (never cached: the
+    inputs are new each time), and never shown to graded code.
     """
+    import nbformat
     probes = importlib.import_module(lesson_module(assignment)).PROBES
-    key = _cache_key(assignment, solution)
-    if key in _EXPECTED:
-        return _EXPECTED[key]
-    path = cache / f"expected-{assignment}-{key[:20]}.json" if cache else None
-    results = _read_cache(path, probes) if path else None
-    if results is None:
-        import nbformat
-        nb = nbformat.read(solution, as_version=4)
-        results = run_child(assignment, learner_source(nb), sorted(probes), 300, root)
-        bad = {g: r for g, r in results.items() if "ok" not in r}
-        if bad:
-            raise RuntimeError(f"the solution of {assignment} fails its own probes: {bad}")
-        if path:
-            _write_cache(path, results)
-    _EXPECTED[key] = results
+    nb = nbformat.read(solution, as_version=4)
+    results = run_child(assignment, learner_source(nb), sorted(probes), 300, root, seed)
+    bad = {g: r for g, r in results.items() if "ok" not in r}
+    if bad:
+        raise RuntimeError(f"the solution of {assignment} fails its own probes "
+                           f"(seed {seed}): {bad}")
     return results
 
 
+def solution_path(assignment: str, root: pathlib.Path = REPO) -> pathlib.Path:
+    """The solution notebook the expected values come from: the course folder's
+    own, or the package's when the course folder has none."""
+    sol = root / "solutions" / assignment / f"{assignment}.ipynb"
+    return sol if sol.is_file() else REPO / "solutions" / assignment / f"{assignment}.ipynb"
+
+
 def verify(nb: Any, assignment: str, root: pathlib.Path = REPO,
-           timeout: float = 60.0) -> dict[str, tuple[bool, str]]:
+           timeout: float = 60.0, seed: int | None = None) -> dict[str, tuple[bool, str]]:
     """Re-verify every probed test cell of an executed or raw notebook.
 
     Args:
@@ -895,21 +854,23 @@ def verify(nb: Any, assignment: str, root: pathlib.Path = REPO,
         assignment: its lesson id, e.g. ``"01-gradient-descent"``.
         root: the course folder; the expected values come from its
             ``solutions/`` (or the package's own when it has none).
+        seed: the inputs' seed (default: a fresh one, drawn here).
 
     Returns:
         grade_id -> (passed, message) for each test cell that has a probe.
     """
     probes: dict[str, Probe] = importlib.import_module(lesson_module(assignment)).PROBES
-    sol = root / "solutions" / assignment / f"{assignment}.ipynb"
-    if not sol.is_file():
-        sol = REPO / "solutions" / assignment / f"{assignment}.ipynb"
-    expected = expected_results(assignment, sol, root / CACHE_DIR, root)
+    seed = draw_seed() if seed is None else seed
     source = learner_source(nb)
     banned = banned_constructs("\n".join(source))
     if banned:
         msg = f"re-verification refused: the notebook uses {', '.join(banned)}"
         return {gid: (False, msg) for gid in probes}
-    actual = run_child(assignment, source, sorted(probes), timeout, root)
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        want = pool.submit(expected_results, assignment, solution_path(assignment, root),
+                           seed, root)
+        actual = run_child(assignment, source, sorted(probes), timeout, root, seed)
+        expected = want.result()
     verdicts = {}
     for gid, probe in probes.items():
         got = actual.get(gid, {"error": "no result"})

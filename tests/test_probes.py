@@ -273,8 +273,8 @@ MISTAKES: dict[tuple[str, str], tuple[Any, set[str]]] = {
 # --------------------------------------------------------------- running
 
 def _lesson_job(lesson: str) -> dict[str, Any]:
-    """Every child run of one lesson, in order (the solution's probe values
-    are computed first and then cached by course.verify.expected_results)."""
+    """Every child run of one lesson, in order (each verification draws its
+    own seed and computes the solution's values for it)."""
     out: dict[str, Any] = {}
 
     def run(key: str, make: Any) -> None:

@@ -34,7 +34,7 @@ def _ndarray(x: Any, shape: tuple[int, ...]) -> Any:
     return type_name(x)
 
 
-def _derivative(ns: dict[str, Any]) -> list[Any]:
+def _derivative(ns: dict[str, Any], seed: int) -> list[Any]:
     f = ns["derivative"]
     out: list[Any] = []
     w = np.linspace(-5.0, 10.0, 31)
@@ -46,7 +46,7 @@ def _derivative(ns: dict[str, Any]) -> list[Any]:
     return out
 
 
-def _gd_step(ns: dict[str, Any]) -> list[Any]:
+def _gd_step(ns: dict[str, Any], seed: int) -> list[Any]:
     step = ns["gd_step"]
     rng = np.random.default_rng(7)
     out: list[Any] = []
@@ -59,7 +59,7 @@ def _gd_step(ns: dict[str, Any]) -> list[Any]:
     return out
 
 
-def _gradient_descent(ns: dict[str, Any]) -> list[Any]:
+def _gradient_descent(ns: dict[str, Any], seed: int) -> list[Any]:
     gd = ns["gradient_descent"]
     out: list[Any] = []
     out.append(array(gd(lambda w: 4.0 * (w + 1.0), 2.0, 0.1, 12)))
@@ -73,7 +73,7 @@ def _gradient_descent(ns: dict[str, Any]) -> list[Any]:
     return out
 
 
-def _steps(ns: dict[str, Any]) -> list[Any]:
+def _steps(ns: dict[str, Any], seed: int) -> list[Any]:
     f = ns["steps_to_tolerance"]
 
     def kind(t: Any) -> Any:

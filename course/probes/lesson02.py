@@ -37,7 +37,7 @@ FORBIDDEN = [
 _F64 = torch.float64
 
 
-def _autograd_derivative(ns: dict[str, Any]) -> list[Any]:
+def _autograd_derivative(ns: dict[str, Any], seed: int) -> list[Any]:
     f = ns["autograd_derivative"]
     cases = [
         (lambda t: torch.tanh(t) ** 2, 0.3),
@@ -54,7 +54,7 @@ def _autograd_derivative(ns: dict[str, Any]) -> list[Any]:
     return out
 
 
-def _finite_difference(ns: dict[str, Any]) -> list[Any]:
+def _finite_difference(ns: dict[str, Any], seed: int) -> list[Any]:
     f = ns["finite_difference"]
     out: list[Any] = []
     for fn, w, eps in [(math.cos, 0.4, 1e-3), (lambda x: x ** 4, 1.5, 1e-2),
@@ -87,7 +87,7 @@ def _quadratic_case(f: Any) -> list[Any]:
     return out
 
 
-def _gd_step_autograd(ns: dict[str, Any]) -> list[Any]:
+def _gd_step_autograd(ns: dict[str, Any], seed: int) -> list[Any]:
     f = ns["gd_step_autograd"]
     out = _quadratic_case(f)
     r = torch.tensor(3.0, dtype=_F64, requires_grad=True)
@@ -131,7 +131,7 @@ def _triple(out: Any) -> tuple[Any, Any, Any]:
     return None, None, None
 
 
-def _fit_linear_regression(ns: dict[str, Any]) -> list[Any]:
+def _fit_linear_regression(ns: dict[str, Any], seed: int) -> list[Any]:
     f = ns["fit_linear_regression"]
     out: list[Any] = []
     x, y = _regression(60, 4, 3, torch.float32)

@@ -45,7 +45,7 @@ def _batches(out: Any) -> Any:
     return batches
 
 
-def _minibatch_indices(ns: dict[str, Any]) -> list[Any]:
+def _minibatch_indices(ns: dict[str, Any], seed: int) -> list[Any]:
     f = ns["minibatch_indices"]
     rng_before = global_rng_bytes()
     out: list[Any] = []
@@ -67,7 +67,7 @@ def _problem(n: int, d: int, seed: int) -> tuple[Any, ...]:
             torch.tensor(y), rng)
 
 
-def _minibatch_gradient(ns: dict[str, Any]) -> list[Any]:
+def _minibatch_gradient(ns: dict[str, Any], seed: int) -> list[Any]:
     f = ns["minibatch_gradient"]
     out: list[Any] = []
     for n, d, size, seed in ((30, 4, 7, 11), (15, 1, 15, 12), (8, 3, 1, 13), (40, 6, 40, 14),
@@ -82,7 +82,7 @@ def _minibatch_gradient(ns: dict[str, Any]) -> list[Any]:
     return out
 
 
-def _sgd_epoch(ns: dict[str, Any]) -> list[Any]:
+def _sgd_epoch(ns: dict[str, Any], seed: int) -> list[Any]:
     f = ns["sgd_epoch"]
     rng_before = global_rng_bytes()
     out: list[Any] = []
@@ -105,7 +105,7 @@ def _sgd_epoch(ns: dict[str, Any]) -> list[Any]:
     return out
 
 
-def _lr_schedule(ns: dict[str, Any]) -> list[Any]:
+def _lr_schedule(ns: dict[str, Any], seed: int) -> list[Any]:
     f = ns["lr_schedule"]
     out: list[Any] = []
     for step in range(12):

@@ -34,7 +34,7 @@ FORBIDDEN = [
 _F64 = torch.float64
 
 
-def _momentum_step(ns: dict[str, Any]) -> list[Any]:
+def _momentum_step(ns: dict[str, Any], seed: int) -> list[Any]:
     f = ns["momentum_step"]
     gen = generator(4)
     out: list[Any] = []
@@ -67,7 +67,7 @@ def _quadratic(dtype: torch.dtype) -> Any:
     return lambda w: a @ (w - c)
 
 
-def _heavy_ball(ns: dict[str, Any]) -> list[Any]:
+def _heavy_ball(ns: dict[str, Any], seed: int) -> list[Any]:
     f = ns["heavy_ball"]
     out: list[Any] = []
     for dtype, lr, mu, tau, n in ((_F64, 0.1, 0.9, None, 25), (_F64, 0.2, 0.5, 0.3, 25),
@@ -84,7 +84,7 @@ def _heavy_ball(ns: dict[str, Any]) -> list[Any]:
     return out
 
 
-def _effective_lr(ns: dict[str, Any]) -> list[Any]:
+def _effective_lr(ns: dict[str, Any], seed: int) -> list[Any]:
     f = ns["effective_lr"]
     out = [as_float(f(lr, mu, tau))
            for lr, mu, tau in ((0.3, 0.6, 0.0), (0.01, 0.95, 0.5), (1.0, 0.0, 0.0),
@@ -93,7 +93,7 @@ def _effective_lr(ns: dict[str, Any]) -> list[Any]:
     return out
 
 
-def _steps_after_lr_change(ns: dict[str, Any]) -> list[Any]:
+def _steps_after_lr_change(ns: dict[str, Any], seed: int) -> list[Any]:
     f = ns["steps_after_lr_change"]
     gen = generator(7)
     out: list[Any] = []

@@ -46,7 +46,7 @@ def _randn(gen: torch.Generator, *shape: int, dtype: torch.dtype = _F64) -> torc
     return torch.randn(shape, generator=gen, dtype=dtype)
 
 
-def _nesterov_direction(ns: dict[str, Any]) -> list[Any]:
+def _nesterov_direction(ns: dict[str, Any], seed: int) -> list[Any]:
     f = ns["nesterov_direction"]
     gen = torch.Generator().manual_seed(105)
     out = []
@@ -58,7 +58,7 @@ def _nesterov_direction(ns: dict[str, Any]) -> list[Any]:
     return out
 
 
-def _decayed_gradient(ns: dict[str, Any]) -> list[Any]:
+def _decayed_gradient(ns: dict[str, Any], seed: int) -> list[Any]:
     f = ns["decayed_gradient"]
     gen = torch.Generator().manual_seed(205)
     out = []
@@ -75,7 +75,7 @@ def _decayed_gradient(ns: dict[str, Any]) -> list[Any]:
     return out
 
 
-def _ulp_distance(ns: dict[str, Any]) -> list[Any]:
+def _ulp_distance(ns: dict[str, Any], seed: int) -> list[Any]:
     f = ns["ulp_distance"]
     gen = torch.Generator().manual_seed(305)
     out = []
@@ -100,7 +100,7 @@ _CONFIGS = [
 ]
 
 
-def _sgd_update(ns: dict[str, Any]) -> list[Any]:
+def _sgd_update(ns: dict[str, Any], seed: int) -> list[Any]:
     f = ns["sgd_update"]
     gen = torch.Generator().manual_seed(405)
     out: list[Any] = []

@@ -85,7 +85,7 @@ def _module(seed: int, make: Any) -> Any:
 
 # ------------------------------------------------------------ decay_groups
 
-def _decay_groups(ns: dict[str, Any]) -> list[Any]:
+def _decay_groups(ns: dict[str, Any], seed: int) -> list[Any]:
     f = ns["decay_groups"]
     models = [
         _module(11, lambda: nn.Sequential(nn.Embedding(6, 4), nn.BatchNorm1d(4), nn.Linear(4, 3),
@@ -117,7 +117,7 @@ def _decay_groups(ns: dict[str, Any]) -> list[Any]:
 
 # ------------------------------------------------------- get_momentum_buffer
 
-def _get_momentum_buffer(ns: dict[str, Any]) -> list[Any]:
+def _get_momentum_buffer(ns: dict[str, Any], seed: int) -> list[Any]:
     f = ns["get_momentum_buffer"]
     a, b, c = (torch.ones(3, requires_grad=True), torch.ones(2, requires_grad=True),
                torch.ones(4, requires_grad=True))
@@ -157,7 +157,7 @@ _VALID = [dict(momentum=3.0), dict(dampening=5), dict(lr=2, momentum=1, dampenin
           dict(lr=0.0, momentum=0.0, weight_decay=0.0), dict(dampening=-1.0)]
 
 
-def _sgd_init(ns: dict[str, Any]) -> list[Any]:
+def _sgd_init(ns: dict[str, Any], seed: int) -> list[Any]:
     cls = ns["SGD"]
     out: list[Any] = [isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)]
     sig = inspect.signature(cls).parameters.values()
@@ -227,7 +227,7 @@ def _run_steps(cls: Any, kw: dict[str, Any], dtype: torch.dtype, seed: int) -> l
     return out
 
 
-def _sgd_step(ns: dict[str, Any]) -> list[Any]:
+def _sgd_step(ns: dict[str, Any], seed: int) -> list[Any]:
     cls = ns["SGD"]
     _guard(ns)
     out: list[Any] = []
@@ -283,7 +283,7 @@ def _torch_format(net: nn.Module, legacy: bool = False) -> dict[str, Any]:
     return {"state": state, "param_groups": [dict(group, params=[0, 1, 2, 3])]}
 
 
-def _sgd_state(ns: dict[str, Any]) -> list[Any]:
+def _sgd_state(ns: dict[str, Any], seed: int) -> list[Any]:
     cls = ns["SGD"]
     _guard(ns)
     out: list[Any] = []
@@ -363,7 +363,7 @@ def _run_on(net: nn.Module, opt: Any, n: int) -> list[Any]:
     return [p.detach().clone() for p in net.parameters()]
 
 
-def _sgd_class(ns: dict[str, Any]) -> list[Any]:
+def _sgd_class(ns: dict[str, Any], seed: int) -> list[Any]:
     cls = ns["SGD"]
     _guard(ns)
     out: list[Any] = []

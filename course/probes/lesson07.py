@@ -93,7 +93,7 @@ class _Logged(nn.Module):
         return x
 
 
-def _train_step(ns: dict[str, Any]) -> list[Any]:
+def _train_step(ns: dict[str, Any], seed: int) -> list[Any]:
     f = ns["train_step"]
     out: list[Any] = []
     gen = generator(21)
@@ -116,7 +116,7 @@ def _train_step(ns: dict[str, Any]) -> list[Any]:
     return out
 
 
-def _accuracy(ns: dict[str, Any]) -> list[Any]:
+def _accuracy(ns: dict[str, Any], seed: int) -> list[Any]:
     f = ns["accuracy"]
     gen = generator(5)
     out: list[Any] = []
@@ -131,7 +131,7 @@ def _accuracy(ns: dict[str, Any]) -> list[Any]:
     return out
 
 
-def _evaluate(ns: dict[str, Any]) -> list[Any]:
+def _evaluate(ns: dict[str, Any], seed: int) -> list[Any]:
     f = ns["evaluate"]
     out: list[Any] = []
     gen = generator(6)
@@ -149,7 +149,7 @@ def _evaluate(ns: dict[str, Any]) -> list[Any]:
     return out
 
 
-def _train_epoch(ns: dict[str, Any]) -> list[Any]:
+def _train_epoch(ns: dict[str, Any], seed: int) -> list[Any]:
     f = ns["train_epoch"]
     out: list[Any] = []
     gen = generator(7)
@@ -170,7 +170,7 @@ def _train_epoch(ns: dict[str, Any]) -> list[Any]:
     return out
 
 
-def _lr_sweep(ns: dict[str, Any]) -> list[Any]:
+def _lr_sweep(ns: dict[str, Any], seed: int) -> list[Any]:
     f = ns["lr_sweep"]
     out: list[Any] = []
     for kind in (list, tuple, np.array):

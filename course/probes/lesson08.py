@@ -53,7 +53,7 @@ def _total_ops(fn: Any, _count: Any = count_ops) -> int:
 
 # ------------------------------------------------------------ step_op_counts
 
-def _step_op_counts(ns: dict[str, Any]) -> list[Any]:
+def _step_op_counts(ns: dict[str, Any], seed: int) -> list[Any]:
     f = ns["step_op_counts"]
     out = []
     for n, m, wd, nest, mx in itertools.product((1, 3, 7, 20, 100), (0.0, 0.5, 0.9), (0.0, 0.1),
@@ -88,7 +88,7 @@ def _describe_groups(groups: Any) -> Any:
     return rows
 
 
-def _group(ns: dict[str, Any]) -> list[Any]:
+def _group(ns: dict[str, Any], seed: int) -> list[Any]:
     f = ns["group_by_device_and_dtype"]
     gen = generator(8)
     picks: list[list[int]] = [[], [0, 0, 0], [0, 2, 0, 1, 3, 2, 4, 1],
@@ -137,7 +137,7 @@ _UPDATE_GRID = [
 ]
 
 
-def _foreach_update(ns: dict[str, Any]) -> list[Any]:
+def _foreach_update(ns: dict[str, Any], seed: int) -> list[Any]:
     f = ns["foreach_sgd_update"]
     out: list[Any] = []
     for seed, (kw, state) in enumerate(_UPDATE_GRID):
@@ -186,7 +186,7 @@ def _buffers(opt: Any, params: list[Any]) -> list[Any]:
             if p in opt.state else "no state" for p in params]
 
 
-def _foreach_class(ns: dict[str, Any]) -> list[Any]:
+def _foreach_class(ns: dict[str, Any], seed: int) -> list[Any]:
     cls = ns["ForeachSGD"]
     learner_update = ns["foreach_sgd_update"]
     calls: list[int] = []
