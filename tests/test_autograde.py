@@ -409,6 +409,18 @@ def test_edited_test_cells_and_points_are_restored(course):
         assert cell.metadata["nbgrader"]["points"] == source[gid].metadata["nbgrader"]["points"]
 
 
+ATTACK_CHECKS = [(m.__name__, name, check) for m in ms.ATTACK_MODULES
+                 for name, check in getattr(m, "CHECKS", {}).items()]
+
+
+@pytest.mark.parametrize(("module", "name", "check"), ATTACK_CHECKS,
+                         ids=[f"{m}-{n}" for m, n, _ in ATTACK_CHECKS])
+def test_attack_checks(course, module, name, check):
+    """Each attack module's own assertions on the graded course (what an attack
+    must not have achieved besides its score: a leak, a file, a process)."""
+    check(course)
+
+
 # ----------------------------------------------------------------- nobody else is touched
 
 def test_submissions_and_gradebook_are_untouched(course):
