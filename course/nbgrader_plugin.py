@@ -27,7 +27,7 @@ from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, Clea
 from traitlets import Bool, Float
 
 from course.sandbox import KERNEL_NAME
-from course.verify import lesson_module, verify
+from course.verify import banned_constructs, learner_source, lesson_module, verify
 
 CELL_TIMEOUT = 60
 
@@ -59,6 +59,10 @@ class ReVerify(NbGraderPreprocessor):
         if not self.enabled or importlib.util.find_spec(lesson_module(assignment)) is None:
             return nb, resources
         root = pathlib.Path.cwd()        # nbgrader runs from the course folder
+        student = resources["nbgrader"].get("student")
+        suspicious = banned_constructs("\n".join(learner_source(nb)))
+        if suspicious:       # advisory: for the instructor's eyes, not part of the verdict
+            self.log.warning("%s uses %s", student, ", ".join(suspicious))
         for gid, (ok, message) in verify(nb, assignment, root, timeout=self.timeout).items():
             cell = cells.get(gid)
             if cell is None or ok:
@@ -68,7 +72,7 @@ class ReVerify(NbGraderPreprocessor):
             failed = any(o.output_type == "error" for o in cell.get("outputs", []))
             cell.outputs.insert(len(cell.outputs) if failed else 0,
                                 _error("ReVerificationFailed", message))
-            self.log.warning("%s %s: %s", resources["nbgrader"].get("student"), gid, message)
+            self.log.warning("%s %s: %s", student, gid, message)
         return nb, resources
 
 
