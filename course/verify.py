@@ -754,7 +754,8 @@ class Zygote:
                    PYTHONHASHSEED="0", OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
         self.sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         cmd = sandbox_prefix(hidden, pathlib.Path(self.scratch)) + [
-            sys.executable, "-m", "course.verify", "--zygote", str(theirs.fileno())]
+            os.path.abspath(sys.executable), "-m", "course.verify", "--zygote",
+            str(theirs.fileno())]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL, env=env, cwd=self.scratch,
                                      pass_fds=(theirs.fileno(),))

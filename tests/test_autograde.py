@@ -102,18 +102,19 @@ def _digest(path: pathlib.Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _hidden_test_lines(assignment: str) -> set[str]:
-    """Lines of the hidden tests that appear nowhere in the student release."""
+def _solution_lines(assignment: str) -> set[str]:
+    """Lines of the solution's answers (SOLUTION blocks) that appear nowhere in
+    the student release."""
     solution = (REPO / "solutions" / assignment / f"{assignment}.ipynb").read_text()
     release = (REPO / "notebooks" / assignment / f"{assignment}.ipynb").read_text()
     public = "\n".join("".join(c["source"]) for c in json.loads(release)["cells"])
     lines = set()
     for cell in json.loads(solution)["cells"]:
         src = "".join(cell["source"])
-        for block in re.findall(r"### BEGIN HIDDEN TESTS\n(.*?)### END HIDDEN TESTS", src, re.S):
+        for block in re.findall(r"### BEGIN SOLUTION\n(.*?)### END SOLUTION", src, re.S):
             lines |= {ln.strip() for ln in block.splitlines()
                       if len(ln.strip()) > 12 and ln.strip() not in public}
-    assert lines, f"{assignment} has no hidden tests to look for"
+    assert lines, f"{assignment} has no solution lines to look for"
     return lines
 
 
@@ -322,13 +323,29 @@ def test_course_config_sets_the_safeguards():
 
 
 def test_release_has_no_solutions_or_hidden_tests(course):
+    """Hidden cases live in the probes (drawn per verification), never in a
+    notebook: no test cell holds hidden tests, so the kernel runs only public
+    code (a kernel can print its own input history)."""
     for assignment in (L01, L05):
         text = (course.root / "notebooks" / assignment / f"{assignment}.ipynb").read_text()
         assert "BEGIN SOLUTION" not in text and "BEGIN HIDDEN TESTS" not in text
-        assert not any(line in text for line in _hidden_test_lines(assignment))
+        assert not any(line in text for line in _solution_lines(assignment))
         assert json.loads(text) == json.loads(
             (REPO / "notebooks" / assignment / f"{assignment}.ipynb").read_text()), \
             "generate_assignment in a copy of the course gives a different release"
+    for solution in (REPO / "solutions").glob("*/*.ipynb"):
+        assert "BEGIN HIDDEN TESTS" not in solution.read_text(), solution
+
+
+def test_the_kernel_ran_only_public_test_code(course):
+    """Every test cell of every autograded notebook is the release's."""
+    for assignment in (L01, L05):
+        public = ms.cells_by_id(ms.read(course.root / "notebooks" / assignment /
+                                        f"{assignment}.ipynb"))
+        for path in (course.root / "autograded").glob(f"*/{assignment}/{assignment}.ipynb"):
+            for gid, cell in ms.cells_by_id(nbformat.read(path, as_version=4)).items():
+                if gid.startswith("test_"):
+                    assert cell.source == public[gid].source, (path, gid)
 
 
 def test_zip_collect_takes_the_newest_attempt(course):
@@ -452,13 +469,16 @@ def _feedback(course: Course) -> list[pathlib.Path]:
     return files
 
 
-def test_feedback_never_shows_hidden_tests(course):
-    """No feedback HTML shows a line of a hidden test: not from the test
-    cells, and not printed by a cheat that read the gradebook or the solutions."""
+def test_feedback_never_shows_solution_code(course):
+    """No feedback HTML shows a line of the solution that its student did not
+    write: not printed by a cheat that read the solutions or the gradebook."""
     leaks = {}
     for path in _feedback(course):
+        assignment, student = path.parent.name, path.parent.parent.name
+        own = (course.root / "submitted" / student / assignment / f"{assignment}.ipynb")
+        mine = own.read_text(errors="replace") if own.is_file() else ""
         text = _html_text(path)
-        leaked = sorted(ln for ln in _hidden_test_lines(path.parent.name) if ln in text)
+        leaked = sorted(ln for ln in _solution_lines(assignment) if ln in text and ln not in mine)
         if leaked:
             leaks[str(path.relative_to(course.root))] = leaked[:2]
     assert leaks == {}
@@ -474,15 +494,15 @@ def test_feedback_never_shows_secrets_of_the_grading_account(course):
     assert leaks == []
 
 
-def test_hidden_test_detector_sees_them_in_the_solution(course):
-    """The check above would notice: the solution rendered as HTML contains them."""
+def test_solution_code_detector_sees_it_in_the_solution(course):
+    """The check above would notice: the solution rendered as HTML contains it."""
     from nbconvert import HTMLExporter
     path = course.root / "solutions" / L01 / f"{L01}.ipynb"
     body, _ = HTMLExporter().from_notebook_node(nbformat.read(path, as_version=4))
     out = course.root / "solution.html"
     out.write_text(body)
     text = _html_text(out)
-    assert all(line in text for line in _hidden_test_lines(L01))
+    assert all(line in text for line in _solution_lines(L01))
 
 
 def test_export_csv_matches_the_gradebook(course):
