@@ -950,28 +950,84 @@ def run_child(assignment: str, source: list[str], grade_ids: list[str],
     return {gid: results.get(gid, {"error": reason}) for gid in grade_ids}
 
 
+#: Messages of the parent's own making, passed on as they are.
+_OWN_MESSAGES = re.compile(
+    r"timed out after [0-9.]+ s \(an infinite loop\?\)"
+    r"|the re-run of your code crashed before reporting \(did it exit the process\?\)"
+    r"|the re-run wrote [a-z ()]+|no result")
+_BUILTIN_EXCEPTIONS = frozenset(
+    name for name, value in vars(builtins).items()
+    if isinstance(value, type) and issubclass(value, BaseException))
+
+
+def canned(error: str, names: frozenset[str], forbidden: frozenset[str]) -> str:
+    """The learner-facing text for a child's error report.
+
+    The child ran the learner's code, so its report may carry anything that
+    code could read (a secret in an exception message). Feedback quotes only
+    what the grader can vouch for: its own messages, the name of a built-in
+    exception, a missing definition among ``names`` (those the solution
+    defines), a forbidden name among ``forbidden``.
+    """
+    error = str(error)
+    if _OWN_MESSAGES.fullmatch(error):
+        return error
+    head, _, rest = error.partition(": ")
+    blocked = re.match(r"([\w.]+) may not be used by this exercise", rest)
+    if head == "Forbidden" and blocked and any(
+            blocked.group(1) == f or blocked.group(1).startswith(f + ".") for f in forbidden):
+        return f"{blocked.group(1)} may not be used by this exercise"
+    missing = re.match(r"'(\w+)'", rest)
+    if head in ("KeyError", "NameError") and missing and missing.group(1) in names:
+        return f"your code does not define {missing.group(1)!r} (or defining it failed)"
+    if head in _BUILTIN_EXCEPTIONS:
+        return f"your code raised {head}"
+    return "your code raised an exception"
+
+
+def defined_names(source: list[str]) -> frozenset[str]:
+    """Top-level names that ``source`` defines (functions, classes, assignments)."""
+    names: set[str] = set()
+    for chunk in source:
+        try:
+            tree = ast.parse(chunk)
+        except SyntaxError:
+            continue
+        for node in tree.body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                names.add(node.name)
+            elif isinstance(node, ast.Assign):
+                names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+    return frozenset(names)
+
+
 def draw_seed() -> int:
     """A fresh seed for one verification: the probes draw their inputs from it,
     so values computed, cached or recorded for another verification are wrong."""
     return secrets.randbits(63)
 
 
-def expected_results(assignment: str, solution: pathlib.Path, seed: int,
+def expected_results(assignment: str, source: list[str], seed: int,
                      root: pathlib.Path | None = None) -> dict[str, Any]:
-    """Probe values of the solution notebook's definitions for ``seed``.
+    """Probe values of the solution's definitions (``source``, see
+    :func:`solution_source`) for ``seed``.
 
     Computed in a fresh interpreter for every verification (never cached: the
     inputs are new each time), and never shown to graded code.
     """
-    import nbformat
     probes = importlib.import_module(lesson_module(assignment)).PROBES
-    nb = nbformat.read(solution, as_version=4)
-    results = run_child(assignment, learner_source(nb), sorted(probes), 300, root, seed)
+    results = run_child(assignment, source, sorted(probes), 300, root, seed)
     bad = {g: r for g, r in results.items() if "ok" not in r}
     if bad:
         raise RuntimeError(f"the solution of {assignment} fails its own probes "
                            f"(seed {seed}): {bad}")
     return results
+
+
+def solution_source(solution: pathlib.Path) -> list[str]:
+    """What a verification runs of the solution notebook (see :func:`learner_source`)."""
+    import nbformat
+    return learner_source(nbformat.read(solution, as_version=4))
 
 
 def solution_path(assignment: str, root: pathlib.Path = REPO) -> pathlib.Path:
@@ -995,19 +1051,22 @@ def verify(nb: Any, assignment: str, root: pathlib.Path = REPO,
     Returns:
         grade_id -> (passed, message) for each test cell that has a probe.
     """
-    probes: dict[str, Probe] = importlib.import_module(lesson_module(assignment)).PROBES
+    module = importlib.import_module(lesson_module(assignment))
+    probes: dict[str, Probe] = module.PROBES
+    reference = solution_source(solution_path(assignment, root))
+    names = defined_names(reference)
+    forbidden = frozenset([*ALWAYS_FORBIDDEN, *getattr(module, "FORBIDDEN", ())])
     seed = draw_seed() if seed is None else seed
     source = learner_source(nb)
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
-        want = pool.submit(expected_results, assignment, solution_path(assignment, root),
-                           seed, root)
+        want = pool.submit(expected_results, assignment, reference, seed, root)
         actual = run_child(assignment, source, sorted(probes), timeout, root, seed)
         expected = want.result()
     verdicts = {}
     for gid, probe in probes.items():
         got = actual.get(gid, {"error": "no result"})
         if "ok" not in got or "error" in got:
-            error = str(got.get("error", "no result"))[:500]
+            error = canned(got.get("error", "no result"), names, forbidden)
             verdicts[gid] = (False, f"re-verification outside the notebook failed: {error}")
         elif not same(got["ok"], expected[gid]["ok"], probe):
             verdicts[gid] = (False, "re-verification outside the notebook failed: your "

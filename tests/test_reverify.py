@@ -166,3 +166,30 @@ def test_memory_and_file_size_are_limited():
 
 def _indent(code: str) -> str:
     return "\n".join("    " + line for line in code.splitlines())
+
+
+@pytest.mark.parametrize(("error", "shown"), [
+    ("timed out after 3 s (an infinite loop?)", "timed out after 3 s (an infinite loop?)"),
+    ("NotImplementedError: ", "your code raised NotImplementedError"),
+    ("ValueError: ghp_SECRET-TOKEN in the message", "your code raised ValueError"),
+    ("KeyError: 'derivative'", "your code does not define 'derivative' (or defining it failed)"),
+    ("KeyError: 'ghp_SECRET'", "your code raised KeyError"),
+    ("Forbidden: torch.optim.SGD.step may not be used by this exercise",
+     "torch.optim.SGD.step may not be used by this exercise"),
+    ("Forbidden: ghp_SECRET may not be used by this exercise", "your code raised an exception"),
+    ("MyError: /etc/shadow says root:$6$...", "your code raised an exception"),
+    ("\x1b]52;c;ZWNobyBwd25lZA==\x07", "your code raised an exception"),
+])
+def test_feedback_quotes_only_what_the_grader_vouches_for(error, shown):
+    """A child's error report may carry anything the learner's code read:
+    only the grader's own messages and known names reach the feedback."""
+    names, forbidden = frozenset({"derivative"}), frozenset({"torch.optim.SGD"})
+    assert verify.canned(error, names, forbidden) == shown
+
+
+def test_a_secret_in_an_exception_never_reaches_the_verdict():
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        "def derivative(w):\n    raise ValueError('INSTRUCTOR-SECRET-' + 'x' * 3)\n",
+        metadata={"nbgrader": {"solution": True, "grade_id": "derivative"}})])
+    ok, message = verify.verify(nb, LESSON)[GID]
+    assert not ok and "SECRET" not in message and "ValueError" in message
