@@ -1,10 +1,14 @@
 """Re-verification probes for 03-stochastic-gradient-descent.
 
-``minibatch_indices`` is compared exactly: the batches (int64, 1-D), the
-state of the generator afterwards (exactly one ``randperm`` drawn) and the
-global RNG (untouched). ``minibatch_gradient`` and ``sgd_epoch`` within
-float64 rounding, with their inputs checked unchanged; ``lr_schedule`` within
-rounding, as floats. The course's mini-batch helpers, loaders and torch's SGD
+Every probe draws its inputs from the verification's seed (sizes, batch
+sizes, data, generator seeds, learning rates, steps), next to fixed edge
+cases (a batch larger than the data, batches of one, the full batch, lr = 0,
+step 0, decay 0). ``minibatch_indices`` is compared exactly: the batches
+(int64, 1-D), the state of the generator afterwards (exactly one
+``randperm`` drawn) and the global RNG (untouched). ``minibatch_gradient``
+and ``sgd_epoch`` within float64 rounding (learning rates small enough that
+every step contracts, so rounding differences stay small), with their
+inputs checked unchanged; ``lr_schedule`` within rounding, as floats. The course's mini-batch helpers, loaders and torch's SGD
 are disabled while the learner's code runs.
 """
 
@@ -47,11 +51,15 @@ def _batches(out: Any) -> Any:
 
 def _minibatch_indices(ns: dict[str, Any], seed: int) -> list[Any]:
     f = ns["minibatch_indices"]
+    rng = np.random.default_rng(seed)
     rng_before = global_rng_bytes()
     out: list[Any] = []
-    for n, size, seed, epochs in ((1000, 64, 2024, 2), (10, 4, 0, 3), (3, 8, 1, 1),
-                                  (12, 12, 5, 1), (7, 1, 9, 1), (50, 7, 11, 2)):
-        gen = generator(seed)
+    cases = [(1000, 64, 2), (10, 4, 3), (3, 8, 1), (12, 12, 1), (7, 1, 1), (50, 7, 2)]
+    for _ in range(4):                                 # random sizes and batch sizes
+        n = int(rng.integers(1, 200))
+        cases.append((n, int(rng.integers(1, n + 6)), int(rng.integers(1, 4))))
+    for n, size, epochs in cases:
+        gen = generator(int(rng.integers(2 ** 62)))
         for _ in range(epochs):
             out.append(_batches(f(n, size, gen)))
         out.append(gen.get_state())                    # advanced by one randperm per epoch
@@ -59,20 +67,25 @@ def _minibatch_indices(ns: dict[str, Any], seed: int) -> list[Any]:
     return out
 
 
-def _problem(n: int, d: int, seed: int) -> tuple[Any, ...]:
-    rng = np.random.default_rng(seed)
+def _problem(n: int, d: int, rng: np.random.Generator) -> tuple[Any, ...]:
     x, y = rng.normal(size=(n, d)), rng.normal(size=n)
     w, b = rng.normal(size=d), float(rng.normal())
     return (torch.tensor(w), torch.tensor(b, dtype=torch.float64), torch.tensor(x),
-            torch.tensor(y), rng)
+            torch.tensor(y))
 
 
 def _minibatch_gradient(ns: dict[str, Any], seed: int) -> list[Any]:
     f = ns["minibatch_gradient"]
+    rng = np.random.default_rng(seed)
     out: list[Any] = []
-    for n, d, size, seed in ((30, 4, 7, 11), (15, 1, 15, 12), (8, 3, 1, 13), (40, 6, 40, 14),
-                             (25, 2, 10, 15)):
-        w, b, x, y, rng = _problem(n, d, seed)
+    n1, n2, n3 = (int(v) for v in rng.integers(2, 50, size=3))
+    for n, d, size in ((n1, int(rng.integers(1, 7)), int(rng.integers(2, n1 + 1))),
+                       (n2, 1, n2),                    # one feature, the whole data set
+                       (n3, int(rng.integers(1, 7)), 1),   # a batch of one
+                       (int(rng.integers(2, 60)), int(rng.integers(1, 7)), None),
+                       (int(rng.integers(2, 60)), int(rng.integers(1, 7)), None)):
+        size = int(rng.integers(1, n + 1)) if size is None else size
+        w, b, x, y = _problem(n, d, rng)
         idx = torch.tensor(rng.permutation(n)[:size])
         gw, gb = pair(f(w, b, x, y, idx))
         gb = torch.as_tensor(gb) if type(gb) in (float, np.float64) else gb
@@ -84,15 +97,23 @@ def _minibatch_gradient(ns: dict[str, Any], seed: int) -> list[Any]:
 
 def _sgd_epoch(ns: dict[str, Any], seed: int) -> list[Any]:
     f = ns["sgd_epoch"]
+    rng = np.random.default_rng(seed)
     rng_before = global_rng_bytes()
     out: list[Any] = []
-    for n, d, lr, size, epochs, seed in ((50, 3, 0.05, 7, 2, 3), (20, 2, 0.1, 1, 1, 4),
-                                         (16, 4, 0.02, 16, 3, 5), (9, 2, 0.1, 20, 1, 6),
-                                         (30, 3, 0.0, 4, 1, 7)):
-        w0, b0, x, y, _ = _problem(n, d, seed)
-        w, b = torch.zeros(d, dtype=torch.float64), torch.zeros((), dtype=torch.float64)
-        w[0] = w0[0]
-        gen = generator(seed)
+    cases = [(int(rng.integers(20, 60)), int(rng.integers(1, 5)), None, int(rng.integers(2, 10)),
+              2),
+             (int(rng.integers(5, 25)), int(rng.integers(1, 4)), None, 1, 1),      # batches of 1
+             (int(rng.integers(5, 25)), int(rng.integers(1, 5)), None, None, 3),   # full batch
+             (int(rng.integers(2, 12)), int(rng.integers(1, 4)), None, 20, 1),     # size > n
+             (int(rng.integers(10, 40)), int(rng.integers(1, 4)), 0.0, 4, 1)]      # lr = 0
+    for n, d, lr, size, epochs in cases:
+        w0, b0, x, y = _problem(n, d, rng)
+        size = n if size is None else size
+        if lr is None:       # small enough for every step to contract: rounding stays small
+            biggest = float((x ** 2).sum(dim=1).max()) + 1.0
+            lr = float(rng.uniform(0.1, 0.9)) / (2 * biggest)
+        w, b = w0, b0
+        gen = generator(int(rng.integers(2 ** 62)))
         for _ in range(epochs):
             w_in, b_in = w, b
             w, b = pair(f(w_in, b_in, x, y, lr, size, gen))
@@ -107,11 +128,19 @@ def _sgd_epoch(ns: dict[str, Any], seed: int) -> list[Any]:
 
 def _lr_schedule(ns: dict[str, Any], seed: int) -> list[Any]:
     f = ns["lr_schedule"]
+    rng = np.random.default_rng(seed)
     out: list[Any] = []
     for step in range(12):
         out.append(real(f(step, 0.3, 0.7), (float, np.float64)))
-    for args in ((0, 0.125, 3.0), (1000, 1.0, 0.001), (5, 0.08, 0.0), (3, 2.0, 0.5),
-                 (10**6, 0.5, 1.0), (7, 0.01, 10.0)):
+    cases = [(0, 0.125, 3.0), (1000, 1.0, 0.001), (5, 0.08, 0.0), (3, 2.0, 0.5),
+             (10**6, 0.5, 1.0), (7, 0.01, 10.0)]
+    lr0, decay = float(10 ** rng.uniform(-3.0, 0.5)), float(10 ** rng.uniform(-3.0, 1.0))
+    cases += [(step, lr0, decay) for step in range(int(rng.integers(5, 15)))]
+    cases += [(int(rng.integers(0, 10 ** int(rng.integers(1, 7)))),
+               float(10 ** rng.uniform(-3.0, 0.5)), float(10 ** rng.uniform(-4.0, 1.0)))
+              for _ in range(8)]
+    cases.append((int(rng.integers(0, 1000)), float(rng.uniform(0.001, 1.0)), 0.0))
+    for args in cases:
         out.append(real(f(*args), (float, np.float64)))
     return out
 
