@@ -113,7 +113,8 @@ def _hidden_test_lines(assignment: str) -> set[str]:
         for block in re.findall(r"### BEGIN HIDDEN TESTS\n(.*?)### END HIDDEN TESTS", src, re.S):
             lines |= {ln.strip() for ln in block.splitlines()
                       if len(ln.strip()) > 12 and ln.strip() not in public}
-    assert lines, f"{assignment} has no hidden tests to look for"
+    # lesson 05 keeps none: its probes check those cases, outside the kernel
+    assert lines or assignment == L05, f"{assignment} has no hidden tests to look for"
     return lines
 
 
