@@ -1,5 +1,13 @@
 """Re-verification probes for 06-optimizer-class.
 
+Every input is drawn from the verification's seed: model sizes and weights,
+batches, tensor shapes and values, every hyperparameter (lr, momentum,
+dampening, weight decay; the numbers that the constructor's error messages
+show), step counts, which steps lose a gradient, when the lr changes,
+scheduler settings, loaded state dicts. The scenarios stay fixed where the
+exercise needs every option covered: each of the constructor's checks, each
+classic mistake of ``step`` and every setting of ``course.sgd.option_grid``.
+
 The learner's ``SGD`` is compared bit for bit with the solution's class
 (itself bit-identical to ``torch.optim.SGD``): the signature, the defaults,
 param_groups and the exceptions of the constructor (as ``"TypeName: message"``
@@ -25,12 +33,14 @@ from __future__ import annotations
 
 import builtins
 import copy
+import functools
 import inspect
 import io
 import itertools
 import pickle
 from typing import Any
 
+import numpy as np
 import torch
 import torch._dynamo  # noqa: F401 - loaded now (the first optimizer loads it lazily)
 from torch import nn
@@ -47,6 +57,26 @@ __builtins__ = dict(vars(builtins))  # noqa: A001
 FORBIDDEN = [*TORCH_SGD, *COURSE_SGD, "course.momentum.torch_momentum_step"]
 
 _F32, _F64 = torch.float32, torch.float64
+_DEFAULT_RNG = np.random.default_rng
+
+
+def _rng(seed: int, salt: int) -> np.random.Generator:
+    """The numpy generator of one probe, drawn from the verification's seed
+    (hyperparameters, shapes, and the seeds of its torch generators)."""
+    return _DEFAULT_RNG([salt, seed])
+
+
+def _sub_seed(rng: np.random.Generator) -> int:
+    return int(rng.integers(2 ** 62))
+
+
+def _u(rng: np.random.Generator, low: float, high: float) -> float:
+    return float(rng.uniform(low, high))
+
+
+def _shape(rng: np.random.Generator, min_ndim: int = 1, max_ndim: int = 3) -> tuple[int, ...]:
+    return tuple(int(d) for d in rng.integers(1, 6, size=int(rng.integers(min_ndim,
+                                                                           max_ndim + 1))))
 
 
 def _error(make: Any) -> str:
@@ -87,16 +117,23 @@ def _module(seed: int, make: Any) -> Any:
 
 def _decay_groups(ns: dict[str, Any], seed: int) -> list[Any]:
     f = ns["decay_groups"]
+    rng = _rng(seed, 601)
+    a, b, c, d = (int(n) for n in rng.integers(1, 7, size=4))
     models = [
-        _module(11, lambda: nn.Sequential(nn.Embedding(6, 4), nn.BatchNorm1d(4), nn.Linear(4, 3),
-                                          nn.Linear(3, 2, bias=False))),
-        _module(12, lambda: nn.Linear(3, 1, bias=False)),
-        _module(13, lambda: nn.Sequential(nn.BatchNorm1d(3), nn.LayerNorm(3))),
-        _module(14, lambda: nn.Sequential(nn.Conv2d(2, 3, 3), nn.Flatten(), nn.Linear(12, 2),
-                                          nn.GRU(2, 2))),
+        _module(_sub_seed(rng), lambda: nn.Sequential(nn.Embedding(a + 1, b), nn.BatchNorm1d(b),
+                                                      nn.Linear(b, c), nn.Linear(c, d,
+                                                                                 bias=False))),
+        _module(_sub_seed(rng), lambda: nn.Linear(a, b, bias=False)),
+        _module(_sub_seed(rng), lambda: nn.Sequential(nn.BatchNorm1d(c), nn.LayerNorm(c))),
+        _module(_sub_seed(rng), lambda: nn.Sequential(nn.Conv2d(a, b, 2), nn.Flatten(),
+                                                      nn.Linear(c, d), nn.GRU(d, a))),
     ]
+    # the layers of the first model in a random order too
+    order = [int(i) for i in rng.permutation(4)]
+    models.append(nn.Sequential(*[models[0][i] for i in order]))
+    wds = [float(10.0 ** rng.uniform(-4, -0.3)) for _ in models]
     out: list[Any] = []
-    for model, wd in zip(models, (0.25, 0.1, 5e-4, 0.3)):
+    for model, wd in zip(models, wds):
         params = list(model.parameters())
         ids = {id(p): i for i, p in enumerate(params)}
         groups = f(model, wd)
@@ -110,7 +147,7 @@ def _decay_groups(ns: dict[str, Any], seed: int) -> list[Any]:
         out.append([real(groups[0].get("weight_decay"), (float,)),
                     as_float(groups[1].get("weight_decay"))])
         opt = torch.optim.Optimizer([dict(g, params=list(g["params"])) for g in groups],
-                                    {"lr": 0.5, "weight_decay": 0.75})
+                                    {"lr": _u(rng, 0.01, 1.0), "weight_decay": _u(rng, 0.5, 1.0)})
         out.append([as_float(g["weight_decay"]) for g in opt.param_groups])
     return out
 
@@ -119,19 +156,24 @@ def _decay_groups(ns: dict[str, Any], seed: int) -> list[Any]:
 
 def _get_momentum_buffer(ns: dict[str, Any], seed: int) -> list[Any]:
     f = ns["get_momentum_buffer"]
-    a, b, c = (torch.ones(3, requires_grad=True), torch.ones(2, requires_grad=True),
-               torch.ones(4, requires_grad=True))
-    opt = torch.optim.Optimizer([a, b, c], {"lr": 0.1})
-    buf = torch.full((3,), 2.0)
+    rng = _rng(seed, 602)
+    gen = generator(_sub_seed(rng))
+
+    def tensor(shape: tuple[int, ...]) -> torch.Tensor:
+        return torch.randn(shape, generator=gen).requires_grad_()
+
+    a, b, c = tensor(_shape(rng)), tensor(_shape(rng)), tensor(_shape(rng))
+    opt = torch.optim.Optimizer([a, b, c], {"lr": _u(rng, 0.01, 1.0)})
+    buf = torch.randn(a.shape, generator=gen)
     opt.state[a]["momentum_buffer"] = buf
-    opt.state[c]["step"] = torch.tensor(1.0)         # state without a buffer
+    opt.state[c]["step"] = torch.tensor(float(rng.integers(1, 100)))   # state without a buffer
     out: list[Any] = [f(opt, a) is buf, snap(f(opt, a))]
     out += [f(opt, b) is None, b in opt.state, len(opt.state)]
     out += [f(opt, c) is None, sorted(opt.state[c]), len(opt.state)]
-    out += [f(opt, torch.zeros(1)) is None, len(opt.state)]
-    opt.add_param_group({"params": [torch.zeros(4, requires_grad=True)]})
+    out += [f(opt, torch.randn(_shape(rng), generator=gen)) is None, len(opt.state)]
+    opt.add_param_group({"params": [tensor(_shape(rng))]})
     out += [f(opt, opt.param_groups[1]["params"][0]) is None, len(opt.state)]
-    none_buf = torch.ones(2, requires_grad=True)
+    none_buf = tensor(_shape(rng))
     opt.add_param_group({"params": [none_buf]})
     opt.state[none_buf]["momentum_buffer"] = None
     out += [f(opt, none_buf) is None, len(opt.state), list(opt.state[a]) == ["momentum_buffer"]]
@@ -144,53 +186,84 @@ def _tensors() -> list[torch.Tensor]:
     return [torch.ones(2, requires_grad=True), torch.ones(3, requires_grad=True)]
 
 
-_INVALID = [dict(lr=-1e-9), dict(momentum=-2), dict(weight_decay=-0.5, momentum=-1),
-            dict(lr=torch.tensor(-0.25)), dict(lr=torch.ones(1, 2)),
-            dict(nesterov=True, momentum=0.5, dampening=-0.1), dict(nesterov=True, momentum=-0.5),
-            dict(nesterov=True), dict(nesterov=True, momentum=0.9, dampening=0.1),
-            dict(lr=torch.tensor([[-0.5]])), dict(weight_decay=-1, fused=True, foreach=True),
+def _invalid(rng: np.random.Generator) -> list[dict[str, Any]]:
+    """Settings torch.optim.SGD refuses (each kind of check, in its order);
+    the numbers, which its messages show, drawn from the seed."""
+    u = functools.partial(_u, rng)
+    n = int(rng.integers(2, 5))
+    return [dict(lr=-u(1e-9, 1.0)), dict(momentum=-int(rng.integers(1, 10))),
+            dict(weight_decay=-u(0.01, 2.0), momentum=-u(0.01, 2.0)),
+            dict(lr=torch.tensor(-u(0.01, 1.0))), dict(lr=torch.ones(1, n)),
+            dict(nesterov=True, momentum=u(0.1, 0.99), dampening=-u(0.01, 0.5)),
+            dict(nesterov=True, momentum=-u(0.01, 1.0)), dict(nesterov=True),
+            dict(nesterov=True, momentum=u(0.1, 0.99), dampening=u(0.01, 0.5)),
+            dict(lr=torch.tensor([[-u(0.01, 1.0)]])),
+            dict(weight_decay=-int(rng.integers(1, 5)), fused=True, foreach=True),
             dict(fused=True, foreach=True, differentiable=True), dict(fused=True, foreach=True),
-            dict(fused=True, differentiable=True), dict(lr=-1.0, momentum=-1.0)]
-_VALID = [dict(momentum=3.0), dict(dampening=5), dict(lr=2, momentum=1, dampening=1),
-          dict(lr=torch.tensor([[0.5]])), dict(weight_decay=0), dict(nesterov=True, momentum=0.1),
-          dict(foreach=True), dict(fused=False, foreach=True), dict(differentiable=True),
-          dict(lr=0.0, momentum=0.0, weight_decay=0.0), dict(dampening=-1.0)]
+            dict(fused=True, differentiable=True), dict(lr=-u(0.1, 2.0), momentum=-u(0.1, 2.0))]
+
+
+def _valid(rng: np.random.Generator) -> list[dict[str, Any]]:
+    """Unusual settings torch.optim.SGD accepts."""
+    u = functools.partial(_u, rng)
+    return [dict(momentum=u(1.0, 5.0)), dict(dampening=int(rng.integers(2, 10))),
+            dict(lr=int(rng.integers(1, 5)), momentum=1, dampening=1),
+            dict(lr=torch.tensor([[u(0.01, 1.0)]])), dict(weight_decay=0),
+            dict(nesterov=True, momentum=u(0.01, 0.99)), dict(foreach=True),
+            dict(fused=False, foreach=True), dict(differentiable=True),
+            dict(lr=0.0, momentum=0.0, weight_decay=0.0), dict(dampening=-u(0.1, 2.0))]
 
 
 def _sgd_init(ns: dict[str, Any], seed: int) -> list[Any]:
     cls = ns["SGD"]
+    rng = _rng(seed, 603)
     out: list[Any] = [isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)]
     sig = inspect.signature(cls).parameters.values()
     out.append([[p.name, str(p.kind), type(p.default).__name__,
                  repr(p.default) if p.default is not p.empty else "no default"] for p in sig])
-    out += [_error(lambda kw=kw: cls(_tensors(), **kw)) for kw in _INVALID]
-    out += [_error(lambda kw=kw: cls(_tensors(), **kw)) for kw in _VALID]
-    out += [_error(lambda: cls(torch.ones(2, requires_grad=True), momentum=-1)),
+    out += [_error(lambda kw=kw: cls(_tensors(), **kw)) for kw in _invalid(rng)]
+    out += [_error(lambda kw=kw: cls(_tensors(), **kw)) for kw in _valid(rng)]
+    bad_momentum = -int(rng.integers(1, 10))
+    out += [_error(lambda: cls(torch.ones(2, requires_grad=True), momentum=bad_momentum)),
             _error(lambda: cls(torch.ones(2, requires_grad=True))),
             _error(lambda: cls([])), _error(lambda: cls([{"params": []}], lr=0.1))]
-    for args, kw in (((), {}), ((0.25, 0.5, 0.1, 0.01), {"maximize": True}),
-                     ((), {"lr": torch.tensor(0.1), "nesterov": True, "momentum": 0.9}),
-                     ((0.5,), {"foreach": False, "differentiable": False, "fused": None})):
+    positional = tuple(_u(rng, 0.0, 1.0) for _ in range(4))
+    for args, kw in (((), {}), (positional, {"maximize": True}),
+                     ((), {"lr": torch.tensor(_u(rng, 0.01, 1.0)), "nesterov": True,
+                           "momentum": _u(rng, 0.1, 0.99)}),
+                     (positional[:1], {"foreach": False, "differentiable": False,
+                                       "fused": None})):
         ps = _tensors()
         opt = cls(ps, *args, **kw)
         out.append([type(opt.defaults) is dict,
                     [[k, _value(v)] for k, v in opt.defaults.items()], _groups(opt, ps),
                     len(opt.state), isinstance(opt, torch.optim.Optimizer)])
     ps = _tensors() + [torch.zeros(4, requires_grad=True)]
-    opt = cls([{"params": ps[:1], "lr": 0.02, "momentum": 0.5}, {"params": ps[1:]}],
-              lr=0.1, weight_decay=0.01)
+    opt = cls([{"params": ps[:1], "lr": _u(rng, 0.001, 0.1), "momentum": _u(rng, 0.1, 0.9)},
+               {"params": ps[1:]}], lr=_u(rng, 0.001, 0.1), weight_decay=_u(rng, 0.001, 0.1))
     out.append(_groups(opt, ps))
     return out
 
 
 # ------------------------------------------------------------------ SGD step
 
-_STEP_CASES = [dict(lr=0.07, momentum=0.6, dampening=0.25, weight_decay=0.03),
-               dict(lr=0.05, momentum=0.95, nesterov=True, maximize=True, weight_decay=0.2),
-               dict(lr=0.3, momentum=1.0, dampening=1.0), dict(lr=0.1, maximize=True),
-               dict(lr=torch.tensor(0.04), momentum=0.5, weight_decay=1e-3),
-               dict(lr=0.01, momentum=0.9, dampening=-0.5, maximize=True),
-               dict(lr=0.1), dict(lr=torch.tensor([[0.03]]), momentum=0.9, nesterov=True)]
+def _step_cases(rng: np.random.Generator) -> list[dict[str, Any]]:
+    """One scenario per classic mistake, every flag; the values drawn from the
+    seed (momentum and dampening 1 exactly, a negative dampening, a tensor lr,
+    a 2-d tensor lr)."""
+    u = functools.partial(_u, rng)
+    return [dict(lr=u(0.01, 0.1), momentum=u(0.3, 0.9), dampening=u(0.1, 0.5),
+                 weight_decay=u(0.001, 0.05)),
+            dict(lr=u(0.01, 0.1), momentum=u(0.85, 0.99), nesterov=True, maximize=True,
+                 weight_decay=u(0.05, 0.3)),
+            dict(lr=u(0.1, 0.4), momentum=1.0, dampening=1.0), dict(lr=u(0.01, 0.2),
+                                                                    maximize=True),
+            dict(lr=torch.tensor(u(0.01, 0.1)), momentum=u(0.3, 0.7),
+                 weight_decay=u(1e-4, 1e-2)),
+            dict(lr=u(0.005, 0.05), momentum=u(0.8, 0.95), dampening=-u(0.1, 0.9),
+                 maximize=True),
+            dict(lr=u(0.01, 0.2)),
+            dict(lr=torch.tensor([[u(0.01, 0.05)]]), momentum=u(0.8, 0.95), nesterov=True)]
 
 
 def _buffers(opt: Any, params: list[Any]) -> list[Any]:
@@ -209,18 +282,22 @@ def _guard(ns: dict[str, Any]) -> None:
         ns["fused_sgd"] = refuse
 
 
-def _run_steps(cls: Any, kw: dict[str, Any], dtype: torch.dtype, seed: int) -> list[Any]:
-    gen = generator(seed)
+def _run_steps(cls: Any, kw: dict[str, Any], dtype: torch.dtype,
+               rng: np.random.Generator) -> list[Any]:
+    gen = generator(_sub_seed(rng))
     ps = [torch.randn(s, generator=gen, dtype=dtype).requires_grad_()
-          for s in [(7,), (3, 4), (2, 1, 3), ()]]
-    opt = cls([{"params": ps[:1], "lr": 0.02}, {"params": ps[1:]}], **copy.deepcopy(kw))
+          for s in [_shape(rng), _shape(rng), _shape(rng, 2), ()]]
+    opt = cls([{"params": ps[:1], "lr": _u(rng, 0.005, 0.05)}, {"params": ps[1:]}],
+              **copy.deepcopy(kw))
+    skip = int(rng.integers(5))            # which steps lose a gradient
+    change, factor = int(rng.integers(3, 9)), _u(rng, 0.2, 0.8)
     out: list[Any] = []
-    for t in range(12):
+    for t in range(int(rng.integers(10, 13))):
         for i, p in enumerate(ps):
-            p.grad = None if (t + i) % 5 == 4 or (i == 3 and t < 3) else \
+            p.grad = None if (t + i + skip) % 5 == 4 or (i == 3 and t < 3) else \
                 torch.randn(p.shape, generator=gen, dtype=dtype) + p.detach()
-        if t == 6:                                   # what an lr scheduler does
-            opt.param_groups[1]["lr"] = opt.param_groups[1]["lr"] * 0.5
+        if t == change:                              # what an lr scheduler does
+            opt.param_groups[1]["lr"] = opt.param_groups[1]["lr"] * factor
         result = opt.step()
         out.append([snap(p) for p in ps] + [result is None])
     out.append(_buffers(opt, ps))
@@ -230,11 +307,13 @@ def _run_steps(cls: Any, kw: dict[str, Any], dtype: torch.dtype, seed: int) -> l
 def _sgd_step(ns: dict[str, Any], seed: int) -> list[Any]:
     cls = ns["SGD"]
     _guard(ns)
+    rng = _rng(seed, 604)
     out: list[Any] = []
-    for (k, kw), dtype in itertools.product(enumerate(_STEP_CASES), (_F32, _F64)):
-        out.append(_run_steps(cls, kw, dtype, 100 + k))
+    for kw, dtype in itertools.product(_step_cases(rng), (_F32, _F64)):
+        out.append(_run_steps(cls, kw, dtype, rng))
     with torch.no_grad():                            # step works under no_grad too
-        out.append(_run_steps(cls, dict(lr=0.1, momentum=0.9), _F32, 99))
+        out.append(_run_steps(cls, dict(lr=_u(rng, 0.01, 0.2), momentum=_u(rng, 0.5, 0.95)),
+                              _F32, rng))
     return out
 
 
@@ -270,29 +349,33 @@ def _state_dict(opt: Any) -> list[Any]:
              for g in sd["param_groups"]]]
 
 
-def _torch_format(net: nn.Module, legacy: bool = False) -> dict[str, Any]:
+def _torch_format(net: nn.Module, rng: np.random.Generator,
+                  legacy: bool = False) -> dict[str, Any]:
     """A state dict as torch.optim.SGD writes it (torch's SGD is disabled here)."""
-    gen = generator(31)
-    group = {"lr": 0.2, "momentum": 0.7, "dampening": 0.0, "weight_decay": 0.01,
-             "nesterov": True, "maximize": False, "foreach": None, "differentiable": False,
-             "fused": None}
+    gen = generator(_sub_seed(rng))
+    group = {"lr": _u(rng, 0.05, 0.3), "momentum": _u(rng, 0.3, 0.95), "dampening": 0.0,
+             "weight_decay": _u(rng, 0.001, 0.05), "nesterov": True, "maximize": False,
+             "foreach": None, "differentiable": False, "fused": None}
     if legacy:
         group = {k: group[k] for k in ("lr", "momentum", "dampening", "weight_decay")}
+    skip = int(rng.integers(4))                     # a parameter without a buffer yet
     state = {i: {"momentum_buffer": torch.randn(p.shape, generator=gen, dtype=p.dtype)}
-             for i, p in enumerate(net.parameters()) if i != 1}
+             for i, p in enumerate(net.parameters()) if i != skip}
     return {"state": state, "param_groups": [dict(group, params=[0, 1, 2, 3])]}
 
 
 def _sgd_state(ns: dict[str, Any], seed: int) -> list[Any]:
     cls = ns["SGD"]
     _guard(ns)
+    rng = _rng(seed, 605)
     out: list[Any] = []
-    kw = dict(lr=0.03, momentum=0.8, dampening=0.1, weight_decay=0.02)
+    kw = dict(lr=_u(rng, 0.01, 0.05), momentum=_u(rng, 0.5, 0.95), dampening=_u(rng, 0.05, 0.3),
+              weight_decay=_u(rng, 0.005, 0.05))
     # closure: called once, with gradients enabled, its value returned
-    net = _mlp(3)
+    net = _mlp(_sub_seed(rng))
     opt = cls(net.parameters(), **kw)
     calls: list[bool] = []
-    x = torch.randn(8, 10, generator=generator(5), dtype=_F64)
+    x = torch.randn(8, 10, generator=generator(_sub_seed(rng)), dtype=_F64)
 
     def closure() -> torch.Tensor:
         calls.append(torch.is_grad_enabled())
@@ -306,12 +389,12 @@ def _sgd_state(ns: dict[str, Any], seed: int) -> list[Any]:
     out += [calls, type(ret) is torch.Tensor and ret.requires_grad, snap(ret),
             [snap(p) for p in net.parameters()], opt.step() is None]
     # state layout and state_dict(), two groups; a parameter that never gets a gradient
-    net = _mlp(4)
+    net = _mlp(_sub_seed(rng))
     frozen = nn.Parameter(torch.ones(3, dtype=_F64))
     opt = cls([{"params": list(net[0].parameters()) + [frozen]},
-               {"params": net[2].parameters(), "lr": 0.01}], **kw)
-    out += [_fit(net, opt, 4), len(opt.state), frozen in opt.state,
-            _buffers(opt, list(net.parameters())), _state_dict(opt)]
+               {"params": net[2].parameters(), "lr": _u(rng, 0.005, 0.05)}], **kw)
+    out += [_fit(net, opt, int(rng.integers(3, 6)), seed=_sub_seed(rng)), len(opt.state),
+            frozen in opt.state, _buffers(opt, list(net.parameters())), _state_dict(opt)]
     # state_dict survives torch.save / torch.load(weights_only=True)
     buffer = io.BytesIO()
     torch.save(opt.state_dict(), buffer)
@@ -320,41 +403,47 @@ def _sgd_state(ns: dict[str, Any], seed: int) -> list[Any]:
     opt2 = cls([{"params": list(net2[0].parameters()) + [nn.Parameter(torch.ones(3))]},
                 {"params": net2[2].parameters()}], lr=1.0)
     opt2.load_state_dict(torch.load(buffer, weights_only=True))
-    out += [_fit(net, opt, 3, seed=12), _fit(net2, opt2, 3, seed=12), _state_dict(opt2)]
-    # load torch's format (current and legacy), then train on
+    data, n = _sub_seed(rng), int(rng.integers(2, 5))
+    out += [_fit(net, opt, n, seed=data), _fit(net2, opt2, n, seed=data), _state_dict(opt2)]
+    # load torch's format (current and legacy), then train on with a scheduler
     for legacy in (False, True):
-        net = _mlp(6)
-        opt = cls(net.parameters(), lr=0.5)
-        opt.load_state_dict(_torch_format(net, legacy))
-        out += [_groups(opt, list(net.parameters())), _fit(net, opt, 3),
-                _buffers(opt, list(net.parameters()))]
+        net = _mlp(_sub_seed(rng))
+        opt = cls(net.parameters(), lr=_u(rng, 0.1, 1.0))
+        opt.load_state_dict(_torch_format(net, rng, legacy))
+        sched = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=_u(rng, 0.5, 0.9))
+        out += [_groups(opt, list(net.parameters())),
+                _fit(net, opt, int(rng.integers(2, 5)), sched, seed=_sub_seed(rng)),
+                _buffers(opt, list(net.parameters())), _state_dict(opt)]
     # momentum 0: no state at all
-    net = _mlp(7)
-    opt = cls(net.parameters(), lr=0.1, weight_decay=0.1)
-    out += [_fit(net, opt, 2), len(opt.state), _state_dict(opt)]
+    net = _mlp(_sub_seed(rng))
+    opt = cls(net.parameters(), lr=_u(rng, 0.01, 0.2), weight_decay=_u(rng, 0.01, 0.2))
+    out += [_fit(net, opt, 2, seed=_sub_seed(rng)), len(opt.state), _state_dict(opt)]
     # lr schedulers read and write group["lr"]
-    for make in (lambda o: torch.optim.lr_scheduler.ExponentialLR(o, gamma=0.7),
-                 lambda o: torch.optim.lr_scheduler.StepLR(o, step_size=2, gamma=0.3)):
-        net = _mlp(8)
-        opt = cls(net.parameters(), lr=0.1, momentum=0.9)
+    gamma, step_size = _u(rng, 0.2, 0.9), int(rng.integers(1, 4))
+    for make in (lambda o: torch.optim.lr_scheduler.ExponentialLR(o, gamma=gamma),
+                 lambda o: torch.optim.lr_scheduler.StepLR(o, step_size=step_size, gamma=gamma)):
+        net = _mlp(_sub_seed(rng))
+        opt = cls(net.parameters(), lr=_u(rng, 0.01, 0.2), momentum=_u(rng, 0.5, 0.95))
         sched = make(opt)
         lrs = []
-        for _ in range(5):
+        data = generator(_sub_seed(rng))
+        for _ in range(int(rng.integers(4, 7))):
             lrs.append(opt.param_groups[0]["lr"])
-            _fit(net, opt, 1, sched)
+            _fit(net, opt, 1, sched, seed=int(torch.randint(2 ** 62, (), generator=data)))
         out += [lrs, [snap(p) for p in net.parameters()]]
     # add_param_group fills in the defaults; the new group trains with its own lr
-    net = _mlp(9)
-    opt = cls(net[0].parameters(), lr=0.05, momentum=0.9, nesterov=True)
-    opt.add_param_group({"params": net[2].parameters(), "lr": 0.2})
-    out += [_groups(opt, list(net.parameters())), _fit(net, opt, 3)]
+    net = _mlp(_sub_seed(rng))
+    opt = cls(net[0].parameters(), lr=_u(rng, 0.01, 0.1), momentum=_u(rng, 0.5, 0.95),
+              nesterov=True)
+    opt.add_param_group({"params": net[2].parameters(), "lr": _u(rng, 0.05, 0.3)})
+    out += [_groups(opt, list(net.parameters())), _fit(net, opt, 3, seed=_sub_seed(rng))]
     return out
 
 
 # ----------------------------------------------------------------- SGD class
 
-def _run_on(net: nn.Module, opt: Any, n: int) -> list[Any]:
-    gen = generator(2)
+def _run_on(net: nn.Module, opt: Any, n: int, seed: int) -> list[Any]:
+    gen = generator(seed)
     dtype = next(net.parameters()).dtype
     for _ in range(n):
         opt.zero_grad()
@@ -363,36 +452,48 @@ def _run_on(net: nn.Module, opt: Any, n: int) -> list[Any]:
     return [p.detach().clone() for p in net.parameters()]
 
 
+def _net3(seed: int, dtype: torch.dtype = _F32) -> nn.Sequential:
+    return _module(seed, lambda: nn.Sequential(nn.Linear(3, 4), nn.Tanh(),
+                                               nn.Linear(4, 2))).to(dtype)
+
+
 def _sgd_class(ns: dict[str, Any], seed: int) -> list[Any]:
     cls = ns["SGD"]
     _guard(ns)
+    rng = _rng(seed, 606)
     out: list[Any] = []
-    net = _module(5, lambda: nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2)))
-    opt = cls(net.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.01)
-    out.append(_run_on(net, opt, 3))
+    net = _net3(_sub_seed(rng))
+    opt = cls(net.parameters(), lr=_u(rng, 0.01, 0.1), momentum=_u(rng, 0.5, 0.95),
+              nesterov=True, weight_decay=_u(rng, 0.001, 0.05))
+    out.append(_run_on(net, opt, 3, _sub_seed(rng)))
     net2, opt2 = pickle.loads(pickle.dumps((net, opt)))
     net3, opt3 = copy.deepcopy((net, opt))
+    data = _sub_seed(rng)
     out += [type(opt2) is cls, type(opt3) is cls, repr(opt).startswith("SGD ("),
-            _run_on(net, opt, 4), _run_on(net2, opt2, 4), _run_on(net3, opt3, 4)]
+            _run_on(net, opt, 4, data), _run_on(net2, opt2, 4, data),
+            _run_on(net3, opt3, 4, data)]
+    # every option torch accepts (the grid's settings), float32 and float64
+    lr = _u(rng, 0.01, 0.1)
     for dtype in (_F32, _F64):
-        for k, kw in enumerate(option_grid()):
-            net = _module(20 + k, lambda: nn.Sequential(nn.Linear(3, 4), nn.Tanh(),
-                                                        nn.Linear(4, 2))).to(dtype)
+        for kw in option_grid(lr):
+            net = _net3(_sub_seed(rng), dtype)
             opt = cls(net.parameters(), **kw)
             with torch.no_grad():
                 net[2].bias.requires_grad_(False)        # a parameter without gradients
-            trained = _run_on(net, opt, 3)
+            trained = _run_on(net, opt, 3, _sub_seed(rng))
             net[2].bias.requires_grad_(True)
-            out.append([trained, _run_on(net, opt, 2), _buffers(opt, list(net.parameters()))])
+            out.append([trained, _run_on(net, opt, 2, _sub_seed(rng)),
+                        _buffers(opt, list(net.parameters()))])
     # foreach=True: the same bits as the loop; p.grad too (torch's nesterov quirk)
-    for k, kw in enumerate([dict(nesterov=True), dict(nesterov=True, weight_decay=0.01),
-                            dict(dampening=0.2, maximize=True)]):
-        net = _module(60 + k, lambda: nn.Sequential(nn.Linear(3, 4), nn.Tanh(),
-                                                    nn.Linear(4, 2)))
-        opt = cls(net.parameters(), lr=0.05, momentum=0.9, foreach=True, **kw)
+    for kw in [dict(nesterov=True), dict(nesterov=True, weight_decay=_u(rng, 0.001, 0.05)),
+               dict(dampening=_u(rng, 0.05, 0.5), maximize=True)]:
+        net = _net3(_sub_seed(rng))
+        opt = cls(net.parameters(), lr=_u(rng, 0.01, 0.1), momentum=_u(rng, 0.5, 0.95),
+                  foreach=True, **kw)
         rows = []
         for _ in range(3):
-            rows.append(_run_on(net, opt, 1) + [snap(p.grad) for p in net.parameters()])
+            rows.append(_run_on(net, opt, 1, _sub_seed(rng))
+                        + [snap(p.grad) for p in net.parameters()])
         out.append(rows)
     return out
 

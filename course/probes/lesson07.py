@@ -1,5 +1,11 @@
 """Re-verification probes for 07-training.
 
+Every input is drawn from the verification's seed: data, layer sizes,
+initial weights, stale gradients, learning rates and momenta, batch sizes
+(one leaving a short last batch, the whole set, more than the whole set),
+epochs, dropout rates and masks, the learning rates of ``lr_sweep`` and
+which of them diverge or end in nan.
+
 The training loop is probed through what it does to a model and an
 optimizer built here: the parameters, gradients and returned losses of
 several ``train_step`` calls (a stale gradient in ``.grad`` first, a
@@ -37,8 +43,30 @@ FORBIDDEN = ["course.training.train_step", "course.training.accuracy",
              "course.training.lr_sweep", "course.training.fit"]
 
 
+_DEFAULT_RNG = np.random.default_rng
+
+
+def _rng(seed: int, salt: int) -> np.random.Generator:
+    """The numpy generator of one probe, drawn from the verification's seed
+    (sizes, hyperparameters, and the seeds of its torch generators)."""
+    return _DEFAULT_RNG([salt, seed])
+
+
+def _sub_seed(rng: np.random.Generator) -> int:
+    return int(rng.integers(2 ** 62))
+
+
+def _u(rng: np.random.Generator, low: float, high: float) -> float:
+    return float(rng.uniform(low, high))
+
+
+def _n(rng: np.random.Generator, low: int, high: int) -> int:
+    """An int in [low, high]."""
+    return int(rng.integers(low, high + 1))
+
+
 def _net(seed: int, sizes: tuple[int, ...], dropout: float = 0.0) -> nn.Sequential:
-    """An MLP with fixed weights (drawn from a generator, not the global RNG)."""
+    """An MLP with weights drawn from a generator (not the global RNG)."""
     layers: list[nn.Module] = []
     for k, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
         layers.append(nn.Linear(a, b))
@@ -95,20 +123,25 @@ class _Logged(nn.Module):
 
 def _train_step(ns: dict[str, Any], seed: int) -> list[Any]:
     f = ns["train_step"]
+    rng = _rng(seed, 701)
     out: list[Any] = []
-    gen = generator(21)
-    x = torch.randn(12, 6, generator=gen)
-    y = torch.randint(0, 4, (12,), generator=gen)
-    net = _net(8, (6, 5, 4))
-    opt = torch.optim.SGD(net.parameters(), lr=0.2, momentum=0.5, nesterov=True)
+    gen = generator(_sub_seed(rng))
+    n, d, h, c = _n(rng, 8, 16), _n(rng, 3, 8), _n(rng, 3, 8), _n(rng, 2, 5)
+    x = torch.randn(n, d, generator=gen)
+    y = torch.randint(0, c, (n,), generator=gen)
+    net = _net(_sub_seed(rng), (d, h, c))
+    opt = torch.optim.SGD(net.parameters(), lr=_u(rng, 0.05, 0.3), momentum=_u(rng, 0.3, 0.9),
+                          nesterov=True)
     for p in net.parameters():                    # a stale gradient from elsewhere
-        p.grad = torch.ones_like(p)
+        p.grad = torch.randn(p.shape, generator=gen)
     for k in range(4):
         loss = f(net, opt, nn.CrossEntropyLoss(), x[k:], y[k:])
         out += [real(loss), _params(net), _grads(net)]
-    net = _net(9, (3, 4, 1))
-    rec = _Recording(net.parameters(), lr=0.1)
-    xr, yr = torch.randn(5, 3, generator=gen), torch.randn(5, 1, generator=gen)
+    d, h = _n(rng, 2, 5), _n(rng, 2, 6)
+    net = _net(_sub_seed(rng), (d, h, 1))
+    rec = _Recording(net.parameters(), lr=_u(rng, 0.01, 0.2))
+    m = _n(rng, 3, 8)
+    xr, yr = torch.randn(m, d, generator=gen), torch.randn(m, 1, generator=gen)
     for _ in range(3):
         loss = f(net, rec, nn.MSELoss(), xr, yr)
         out += [real(loss), _params(net)]
@@ -118,26 +151,33 @@ def _train_step(ns: dict[str, Any], seed: int) -> list[Any]:
 
 def _accuracy(ns: dict[str, Any], seed: int) -> list[Any]:
     f = ns["accuracy"]
-    gen = generator(5)
+    rng = _rng(seed, 702)
+    gen = generator(_sub_seed(rng))
     out: list[Any] = []
-    for n, c in ((7, 3), (10, 10), (64, 10), (1, 2), (33, 2), (5, 7)):
+    sizes = [(1, 2), (_n(rng, 2, 40), 2), (_n(rng, 2, 12), _n(rng, 3, 12)),
+             (_n(rng, 40, 80), 10), (_n(rng, 2, 9), _n(rng, 5, 9)), (_n(rng, 5, 15), 10)]
+    for n, c in sizes:
         z = torch.randn(n, c, generator=gen)
         t = torch.randint(0, c, (n,), generator=gen)
         out += [real(f(z, t)), snap(z), snap(t)]      # logits and labels unchanged
-    out.append(real(f(torch.eye(3), torch.arange(3))))
-    out.append(real(f(torch.eye(3), torch.tensor([1, 2, 0]))))
-    z = torch.tensor([[0.1, 0.9], [0.8, 0.2], [0.3, 0.7], [0.6, 0.4]])
-    out.append(real(f(z, torch.tensor([1, 1, 1, 0]))))
+    k = _n(rng, 2, 7)
+    perm = torch.randperm(k, generator=gen)
+    out.append(real(f(torch.eye(k), torch.arange(k))))                    # all right
+    out.append(real(f(torch.eye(k), (torch.arange(k) + 1) % k)))          # all wrong
+    out.append(real(f(torch.eye(k)[perm], torch.arange(k))))              # some right
     return out
 
 
 def _evaluate(ns: dict[str, Any], seed: int) -> list[Any]:
     f = ns["evaluate"]
+    rng = _rng(seed, 703)
     out: list[Any] = []
-    gen = generator(6)
-    x, y = torch.randn(40, 8, generator=gen), torch.randint(0, 4, (40,), generator=gen)
+    gen = generator(_sub_seed(rng))
+    n, d, h, c = _n(rng, 20, 50), _n(rng, 4, 10), _n(rng, 8, 20), _n(rng, 2, 6)
+    x, y = torch.randn(n, d, generator=gen), torch.randint(0, c, (n,), generator=gen)
+    net_seed, dropout = _sub_seed(rng), _u(rng, 0.3, 0.7)
     for training in (True, False):
-        net = _net(3, (8, 16, 4), dropout=0.5)
+        net = _net(net_seed, (d, h, c), dropout=dropout)
         logged = _Logged()
         net.append(logged)
         net.train(training)
@@ -151,16 +191,26 @@ def _evaluate(ns: dict[str, Any], seed: int) -> list[Any]:
 
 def _train_epoch(ns: dict[str, Any], seed: int) -> list[Any]:
     f = ns["train_epoch"]
+    rng = _rng(seed, 704)
     out: list[Any] = []
-    gen = generator(7)
-    x, y = torch.randn(50, 8, generator=gen), torch.randint(0, 4, (50,), generator=gen)
-    for batch_size, epochs, dropout in ((7, 2, 0.3), (50, 1, 0.0), (64, 1, 0.0), (16, 2, 0.0)):
-        net = _net(10 + batch_size, (8, 6, 4), dropout=dropout)
+    gen = generator(_sub_seed(rng))
+    n, d, h, c = _n(rng, 30, 60), _n(rng, 4, 10), _n(rng, 4, 8), _n(rng, 2, 5)
+    x, y = torch.randn(n, d, generator=gen), torch.randint(0, c, (n,), generator=gen)
+    # a batch size that leaves a short last batch (with dropout, two epochs), the
+    # whole set, more than the whole set, and one more random one
+    small = _n(rng, 3, 12)
+    while n % small == 0:
+        small += 1
+    for batch_size, epochs, dropout in ((small, 2, _u(rng, 0.2, 0.5)), (n, 1, 0.0),
+                                        (n + _n(rng, 1, 20), 1, 0.0),
+                                        (_n(rng, 4, n // 2), _n(rng, 1, 2), 0.0)):
+        net = _net(_sub_seed(rng), (d, h, c), dropout=dropout)
         net.eval()                                  # train_epoch must switch to training
-        opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
-        order = generator(batch_size)
+        opt = torch.optim.SGD(net.parameters(), lr=_u(rng, 0.01, 0.1),
+                              momentum=_u(rng, 0.5, 0.95))
+        order = generator(_sub_seed(rng))
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(1)                    # the dropout masks
+            torch.manual_seed(_sub_seed(rng))       # the dropout masks
             for _ in range(epochs):
                 losses = f(net, opt, nn.CrossEntropyLoss(), x, y, batch_size=batch_size,
                            generator=order)
@@ -172,7 +222,14 @@ def _train_epoch(ns: dict[str, Any], seed: int) -> list[Any]:
 
 def _lr_sweep(ns: dict[str, Any], seed: int) -> list[Any]:
     f = ns["lr_sweep"]
+    rng = _rng(seed, 705)
     out: list[Any] = []
+    # learning rates in a random order: some diverge (inf), one ends in nan
+    lrs = [float(10.0 ** rng.uniform(-3, 0)) for _ in range(_n(rng, 2, 4))]
+    lrs += [_u(rng, 1.5, 10.0)]
+    lrs = [lrs[int(i)] for i in rng.permutation(len(lrs))]
+    nan_lr = lrs[int(rng.integers(len(lrs)))]
+    first = _u(rng, 1.0, 10.0)
     for kind in (list, tuple, np.array):
         calls: list[Any] = []
         made: list[nn.Module] = []
@@ -184,10 +241,10 @@ def _lr_sweep(ns: dict[str, Any], seed: int) -> list[Any]:
 
         def train(model: nn.Module, lr: float) -> Any:
             calls.append(["train", lr, model is made[-1]])   # the model just made
-            last = math.inf if lr > 1 else (math.nan if lr == 0.125 else lr)
-            return kind([5.0, lr * 2, last])
+            last = math.nan if lr == nan_lr else (math.inf if lr > 1 else lr)
+            return kind([first, lr * 2, last])
 
-        result = f([0.5, 2.0, 0.25, 0.125], make_model, train)
+        result = f(list(lrs), make_model, train)
         out += [calls, [real(v) for v in result] if type(result) in (list, tuple)
                 else type_name(result)]
     out.append(f([], lambda: nn.Linear(1, 1), lambda m, lr: [lr]))

@@ -1,5 +1,11 @@
 """Re-verification probes for 08-fast-sgd.
 
+Every input is drawn from the verification's seed: tensor counts, shapes,
+values, devices and dtypes, every hyperparameter, step counts, model weights,
+batches, when a first gradient comes late and when the lr changes, loaded
+state dicts. The grids of flags and buffer states stay fixed (every path of
+torch's rule).
+
 ``foreach_sgd_update`` and ``ForeachSGD`` are compared byte for byte (their
 exercises promise bit-exactness with torch's for-loop and foreach SGD):
 parameters, momentum buffers (updated in place, first ones copies of the
@@ -19,10 +25,12 @@ course's update rules, then refuses to run.
 from __future__ import annotations
 
 import builtins
+import functools
 import itertools
 from collections import Counter
 from typing import Any
 
+import numpy as np
 import torch
 import torch._dynamo  # noqa: F401 - loaded now (the first optimizer loads it lazily)
 
@@ -40,6 +48,27 @@ FORBIDDEN = [*TORCH_SGD, *[n for n in COURSE_SGD if n != "course.optim.SGD"],
              "course.momentum.torch_momentum_step"]
 
 
+_DEFAULT_RNG = np.random.default_rng
+
+
+def _rng(seed: int, salt: int) -> np.random.Generator:
+    """The numpy generator of one probe, drawn from the verification's seed
+    (sizes, hyperparameters, and the seeds of its torch generators)."""
+    return _DEFAULT_RNG([salt, seed])
+
+
+def _sub_seed(rng: np.random.Generator) -> int:
+    return int(rng.integers(2 ** 62))
+
+
+def _u(rng: np.random.Generator, low: float, high: float) -> float:
+    return float(rng.uniform(low, high))
+
+
+def _shape(rng: np.random.Generator, max_ndim: int = 3) -> tuple[int, ...]:
+    return tuple(int(d) for d in rng.integers(1, 6, size=int(rng.integers(0, max_ndim + 1))))
+
+
 def _per_tensor_ops(fn: Any, _count: Any = count_ops) -> int:
     """How many non-foreach, non-view ops one call of fn dispatches."""
     counts: Counter[str] = _count(fn, include_views=False)
@@ -55,14 +84,17 @@ def _total_ops(fn: Any, _count: Any = count_ops) -> int:
 
 def _step_op_counts(ns: dict[str, Any], seed: int) -> list[Any]:
     f = ns["step_op_counts"]
+    rng = _rng(seed, 801)
     out = []
-    for n, m, wd, nest, mx in itertools.product((1, 3, 7, 20, 100), (0.0, 0.5, 0.9), (0.0, 0.1),
+    sizes = [1] + [int(n) for n in rng.integers(2, 500, size=4)]
+    momenta = (0.0, _u(rng, 0.1, 0.6), _u(rng, 0.6, 0.99))
+    for n, m, wd, nest, mx in itertools.product(sizes, momenta, (0.0, _u(rng, 1e-4, 0.3)),
                                                 (False, True), (False, True)):
         if nest and m == 0:
             continue
         r = pair(f(n, momentum=m, weight_decay=wd, nesterov=nest, maximize=mx))
         out.append([int(x) if type(x) is int else type_name(x) for x in r])
-    r = pair(f(5))                                   # the defaults: plain SGD
+    r = pair(f(int(rng.integers(1, 500))))          # the defaults: plain SGD
     out.append([int(x) if type(x) is int else type_name(x) for x in r])
     return out
 
@@ -90,27 +122,32 @@ def _describe_groups(groups: Any) -> Any:
 
 def _group(ns: dict[str, Any], seed: int) -> list[Any]:
     f = ns["group_by_device_and_dtype"]
-    gen = generator(8)
+    rng = _rng(seed, 802)
+    gen = generator(_sub_seed(rng))
+    kinds = [_KINDS[int(i)] for i in rng.permutation(len(_KINDS))]
     picks: list[list[int]] = [[], [0, 0, 0], [0, 2, 0, 1, 3, 2, 4, 1],
                               [4, 3, 2, 1, 0, 0, 1, 2, 3, 4], [7, 7, 6, 0]]
     for _ in range(12):
         n = int(torch.randint(0, 12, (1,), generator=gen))
-        picks.append(torch.randint(0, len(_KINDS), (n,), generator=gen).tolist())
+        picks.append(torch.randint(0, len(kinds), (n,), generator=gen).tolist())
     out = []
     for pick in picks:
-        ts = [torch.empty(i % 3 + 1, device=_KINDS[k][0], dtype=_KINDS[k][1])
-              for i, k in enumerate(pick)]
+        ts = [torch.empty(_shape(rng, 2), device=kinds[k][0], dtype=kinds[k][1])
+              for k in pick]
         out.append(_describe_groups(f(list(ts))))
-    cpu0 = torch.zeros(2)
-    out.append(_describe_groups(f([cpu0, torch.zeros(3, device="cpu"), cpu0.double()])))
+    cpu0 = torch.zeros(_shape(rng))
+    out.append(_describe_groups(f([cpu0, torch.zeros(_shape(rng), device="cpu"),
+                                   cpu0.double()])))
     return out
 
 
 # ------------------------------------------------------- foreach_sgd_update
 
-def _update_inputs(seed: int, dtype: torch.dtype, state: str) -> tuple[list, list, list]:
-    gen = generator(seed)
-    shapes = [(4, 3), (5,), (), (2, 2, 2), (3,), (1, 4)]
+def _update_inputs(rng: np.random.Generator, dtype: torch.dtype,
+                   state: str) -> tuple[list, list, list]:
+    gen = generator(_sub_seed(rng))
+    shapes = [_shape(rng) for _ in range(int(rng.integers(3, 8)))]
+    shapes[int(rng.integers(len(shapes)))] = ()              # a 0-d tensor
 
     def rand(s: tuple[int, ...], c: float = 1.0) -> torch.Tensor:
         return (torch.randn(s, generator=gen, dtype=torch.float64) * c).to(dtype)
@@ -122,28 +159,44 @@ def _update_inputs(seed: int, dtype: torch.dtype, state: str) -> tuple[list, lis
     return params, grads, bufs
 
 
+#: Which flags each scenario sets, and the buffers it starts from (none yet,
+#: all, some); the values are drawn from the verification's seed.
 _UPDATE_GRID = [
-    ({"lr": 0.1}, "first"),
-    ({"lr": 0.1, "momentum": 0.9, "dampening": 0.5}, "first"),
-    ({"lr": 0.1, "momentum": 0.9, "dampening": 0.3, "weight_decay": 0.1}, "later"),
-    ({"lr": 0.05, "momentum": 0.9, "nesterov": True, "weight_decay": 0.1, "maximize": True},
-     "later"),
-    ({"lr": 0.05, "momentum": 0.95, "nesterov": True}, "later"),
-    ({"lr": 0.1, "weight_decay": 0.1, "maximize": True}, "first"),
-    ({"lr": 0.1, "momentum": 0.8, "dampening": 0.2}, "mixed"),
-    ({"lr": 0.03, "momentum": 0.7, "dampening": 0.2, "weight_decay": 0.05, "maximize": True},
-     "mixed"),
-    ({"lr": torch.tensor(0.02), "momentum": 0.9}, "later"),
+    ((), "first"), (("momentum", "dampening"), "first"),
+    (("momentum", "dampening", "weight_decay"), "later"),
+    (("momentum", "nesterov", "weight_decay", "maximize"), "later"),
+    (("momentum", "nesterov"), "later"), (("weight_decay", "maximize"), "first"),
+    (("momentum", "dampening"), "mixed"),
+    (("momentum", "dampening", "weight_decay", "maximize"), "mixed"),
+    (("momentum", "tensor lr"), "later"),
 ]
+
+
+def _hyper(rng: np.random.Generator, flags: tuple[str, ...]) -> dict[str, Any]:
+    lr = float(10.0 ** rng.uniform(-2.5, -0.5))
+    hyper: dict[str, Any] = {"lr": torch.tensor(lr) if "tensor lr" in flags else lr}
+    if "momentum" in flags:
+        hyper["momentum"] = _u(rng, 0.5, 0.99)
+    if "dampening" in flags:
+        hyper["dampening"] = _u(rng, 0.05, 0.6)
+    if "weight_decay" in flags:
+        hyper["weight_decay"] = float(10.0 ** rng.uniform(-3, -0.5))
+    for flag in ("nesterov", "maximize"):
+        if flag in flags:
+            hyper[flag] = True
+    return hyper
 
 
 def _foreach_update(ns: dict[str, Any], seed: int) -> list[Any]:
     f = ns["foreach_sgd_update"]
+    rng = _rng(seed, 803)
     out: list[Any] = []
-    for seed, (kw, state) in enumerate(_UPDATE_GRID):
+    for flags, state in _UPDATE_GRID:
+        kw = _hyper(rng, flags)
         for dtype in (torch.float32, torch.float64):
-            params, grads, bufs = _update_inputs(seed, dtype, state)
-            for step in range(3):                   # later steps reuse the buffers
+            params, grads, bufs = _update_inputs(rng, dtype, state)
+            decay, shift = _u(rng, 0.5, 1.0), _u(rng, -0.05, 0.05)
+            for _ in range(int(rng.integers(2, 5))):   # later steps reuse the buffers
                 olds = list(bufs)
                 grads_in = [g.clone() for g in grads]
                 f(params, grads_in, bufs, **kw)
@@ -152,27 +205,33 @@ def _foreach_update(ns: dict[str, Any], seed: int) -> list[Any]:
                             [o is None or b is o for b, o in zip(bufs, olds)],  # in place
                             [same_storage(b, g) or same_storage(b, p)
                              for b, g, p in zip(bufs, grads_in, params)]])   # no aliases
-                grads = [g * 0.9 + 0.01 * step for g in grads]
+                grads = [g * decay + shift for g in grads]
     counts = []
-    for n in (4, 40):                               # a later step: ops must not grow with n
-        gen = generator(n)
-        ps = [torch.randn(3, generator=gen) for _ in range(n)]
-        gs = [torch.randn(3, generator=gen) for _ in range(n)]
-        bs = [torch.randn(3, generator=gen) for _ in range(n)]
-        counts.append(_total_ops(lambda: f(ps, gs, bs, lr=0.1, momentum=0.9, weight_decay=0.1,
-                                           maximize=True)))
-        counts.append(_per_tensor_ops(lambda: f(ps, gs, bs, lr=0.1, momentum=0.9,
-                                                nesterov=True)))
-    out.append([counts[0] == counts[2], counts[0] <= 10, counts[1] < 4, counts[3] < 40])
+    few, many = int(rng.integers(3, 9)), int(rng.integers(30, 60))
+    for n in (few, many):                           # a later step: ops must not grow with n
+        gen = generator(_sub_seed(rng))
+        ps = [torch.randn(_shape(rng, 2), generator=gen) for _ in range(n)]
+        gs = [torch.randn(p.shape, generator=gen) for p in ps]
+        bs = [torch.randn(p.shape, generator=gen) for p in ps]
+        kw = dict(lr=_u(rng, 0.01, 0.2), momentum=_u(rng, 0.5, 0.99))
+        counts.append(_total_ops(lambda: f(ps, gs, bs, weight_decay=0.1, maximize=True, **kw)))
+        counts.append(_per_tensor_ops(lambda: f(ps, gs, bs, nesterov=True, **kw)))
+    out.append([counts[0] == counts[2], counts[0] <= 10, counts[1] < 4, counts[3] < many])
     return out
 
 
 # ---------------------------------------------------------------- ForeachSGD
 
-_CLASS_CONFIGS = [{"lr": 0.05}, {"lr": 0.05, "momentum": 0.9, "dampening": 0.1},
-                  {"lr": 0.02, "momentum": 0.9, "nesterov": True, "weight_decay": 0.01},
-                  {"lr": 0.05, "momentum": 0.5, "maximize": True, "weight_decay": 0.1},
-                  {"lr": 0.1, "momentum": 0.95, "dampening": 0.3, "weight_decay": 0.02}]
+def _class_configs(rng: np.random.Generator) -> list[dict[str, Any]]:
+    u = functools.partial(_u, rng)
+    return [{"lr": u(0.01, 0.1)},
+            {"lr": u(0.01, 0.1), "momentum": u(0.5, 0.95), "dampening": u(0.05, 0.3)},
+            {"lr": u(0.01, 0.05), "momentum": u(0.8, 0.99), "nesterov": True,
+             "weight_decay": u(0.001, 0.05)},
+            {"lr": u(0.01, 0.1), "momentum": u(0.3, 0.7), "maximize": True,
+             "weight_decay": u(0.01, 0.2)},
+            {"lr": u(0.05, 0.15), "momentum": u(0.8, 0.99), "dampening": u(0.1, 0.5),
+             "weight_decay": u(0.005, 0.05)}]
 
 
 def _model(seed: int) -> torch.nn.Sequential:
@@ -199,58 +258,67 @@ def _foreach_class(ns: dict[str, Any], seed: int) -> list[Any]:
     out: list[Any] = [isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer),
                       isinstance(cls, type) and isinstance(base, type) and issubclass(cls, base)]
     ns["foreach_sgd_update"] = counting
+    rng = _rng(seed, 804)
     try:
-        gen = generator(6)
-        x, y = torch.randn(12, 6, generator=gen), torch.randn(12, 2, generator=gen)
-        for k, kw in enumerate(_CLASS_CONFIGS):
-            net = _model(5 + k)
-            extra = torch.nn.Parameter(torch.randn(3, generator=gen, dtype=torch.float64))
-            other = torch.nn.Parameter(torch.randn(2, generator=gen))
+        gen = generator(_sub_seed(rng))
+        n = int(rng.integers(8, 17))
+        x, y = torch.randn(n, 6, generator=gen), torch.randn(n, 2, generator=gen)
+        for kw in _class_configs(rng):
+            net = _model(_sub_seed(rng))
+            extra = torch.nn.Parameter(torch.randn(_shape(rng), generator=gen,
+                                                   dtype=torch.float64))
+            other = torch.nn.Parameter(torch.randn(_shape(rng), generator=gen))
             # group 0 mixes float32 and float64: one foreach call per (device, dtype)
             opt = cls([{"params": list(net.parameters()) + [extra]},
-                       {"params": [other], "lr": 0.01}], **kw)
+                       {"params": [other], "lr": _u(rng, 0.005, 0.05)}], **kw)
             params = list(net.parameters()) + [extra, other]
             trace = []
+            late, change, factor = int(rng.integers(1, 3)), int(rng.integers(2, 5)), \
+                _u(rng, 0.2, 0.8)
             for t in range(5):
                 def closure() -> torch.Tensor:
                     opt.zero_grad()
                     loss = (torch.nn.functional.mse_loss(net(x), y) + ((extra - 1) ** 2).sum()
                             + (other ** 2).sum() * 0.5)
                     loss.backward()
-                    if t < 2:
+                    if t < late:
                         net[0].bias.grad = None       # its first gradient comes late
                     return loss
-                if t == 3:
+                if t == change:
                     for g in opt.param_groups:
-                        g["lr"] = g["lr"] * 0.5
+                        g["lr"] = g["lr"] * factor
                 calls.clear()
                 loss = opt.step(closure)
                 # one foreach_sgd_update call per (device, dtype) group of each param group
                 trace.append([snap(loss), [snap(p) for p in params], sorted(calls)])
             out.append([trace, len(opt.state), _buffers(opt, params), opt.step() is None])
         # load a state dict (torch's format), then step on
-        net = _model(11)
-        opt = cls(net.parameters(), lr=0.5)
-        sgen = generator(31)
+        net = _model(_sub_seed(rng))
+        opt = cls(net.parameters(), lr=_u(rng, 0.1, 1.0))
+        sgen = generator(_sub_seed(rng))
+        skip = int(rng.integers(4))
         opt.load_state_dict({
             "state": {i: {"momentum_buffer": torch.randn(p.shape, generator=sgen)}
-                      for i, p in enumerate(net.parameters()) if i != 1},
-            "param_groups": [{"lr": 0.05, "momentum": 0.8, "dampening": 0.0,
-                              "weight_decay": 0.01, "nesterov": True, "maximize": False,
-                              "foreach": None, "differentiable": False, "fused": None,
+                      for i, p in enumerate(net.parameters()) if i != skip},
+            "param_groups": [{"lr": _u(rng, 0.01, 0.1), "momentum": _u(rng, 0.5, 0.95),
+                              "dampening": 0.0, "weight_decay": _u(rng, 0.001, 0.05),
+                              "nesterov": True, "maximize": False, "foreach": None,
+                              "differentiable": False, "fused": None,
                               "params": [0, 1, 2, 3]}]})
-        for _ in range(3):
+        for _ in range(int(rng.integers(2, 5))):
             opt.zero_grad()
             torch.nn.functional.mse_loss(net(x), y).backward()
             opt.step()
         out.append([[snap(p) for p in net.parameters()], _buffers(opt, list(net.parameters()))])
     finally:
         ns["foreach_sgd_update"] = learner_update
-    many = [torch.nn.Parameter(torch.randn(2, 2, generator=generator(40 + i)))
-            for i in range(40)]
+    gen = generator(_sub_seed(rng))
+    many = [torch.nn.Parameter(torch.randn(_shape(rng, 2), generator=gen))
+            for _ in range(int(rng.integers(30, 50)))]
     for p in many:
-        p.grad = torch.ones_like(p)
-    opt = cls(many, lr=0.01, momentum=0.9, weight_decay=0.01)
+        p.grad = torch.randn(p.shape, generator=gen)
+    opt = cls(many, lr=_u(rng, 0.001, 0.1), momentum=_u(rng, 0.5, 0.95),
+              weight_decay=_u(rng, 0.001, 0.05))
     opt.step()
     out.append(_per_tensor_ops(opt.step) < len(many))  # a later step: not one tensor at a time
     return out
