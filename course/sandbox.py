@@ -112,9 +112,10 @@ def private_copy(src: pathlib.Path, dest: pathlib.Path, budget: list[int] | None
 
 def _seed_font_cache(folder: pathlib.Path) -> None:
     """Copy matplotlib's font list into the kernel's config dir (saves a rebuild)."""
-    try:
-        import matplotlib
-        for cached in pathlib.Path(matplotlib.get_cachedir()).glob("fontlist-*.json"):
+    try:        # matplotlib.get_cachedir(), without importing matplotlib (0.5 s)
+        cache = pathlib.Path(os.environ.get("MPLCONFIGDIR") or pathlib.Path(
+            os.environ.get("XDG_CACHE_HOME") or pathlib.Path.home() / ".cache") / "matplotlib")
+        for cached in cache.glob("fontlist-*.json"):
             shutil.copy(cached, folder / cached.name)
     except Exception:  # noqa: BLE001 - only an optimisation
         pass
