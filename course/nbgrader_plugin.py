@@ -8,16 +8,26 @@
   cell is re-verified outside the kernel (:mod:`course.verify`); a cell that
   passed in the kernel but fails re-verification gets an error output, so
   ``SaveAutoGrades`` scores it 0;
-* re-inserts deleted test cells and limits each cell's run time;
+* re-inserts deleted test cells, limits each cell's run time and each
+  notebook's (:class:`CourseExecute`), and grades a notebook whose kernel
+  had to be stopped up to that cell;
 * strips hidden tests, and any traceback that could quote them, from feedback.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import math
+import os
 import pathlib
+import shutil
+import tempfile
+import time
 import warnings
 from typing import Any
+
+from jupyter_core.utils import run_sync
+from nbclient.exceptions import CellTimeoutError
 
 from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
 from nbformat.notebooknode import NotebookNode
@@ -30,6 +40,7 @@ from course.sandbox import KERNEL_NAME
 from course.verify import banned_constructs, learner_source, lesson_module, verify
 
 CELL_TIMEOUT = 60
+NOTEBOOK_TIMEOUT = 600
 
 
 def _test_cells(nb: NotebookNode) -> dict[str, NotebookNode]:
@@ -88,6 +99,89 @@ class ShortTracebacks(NbGraderPreprocessor):
         return cell, resources
 
 
+class CourseExecute(Execute):
+    """nbgrader's Execute, with a time budget per notebook and a kernel that
+    is stopped, not waited for, when a cell cannot be interrupted.
+
+    * Each cell's time limit is ``timeout`` or what is left of
+      ``notebook_timeout``, whichever is shorter; once the budget is used up
+      the remaining cells are not run.
+    * A cell that cannot be interrupted at its time limit (SIGINT ignored),
+      or whose kernel floods the client with output (a thread printing
+      forever) makes nbclient give up on the whole notebook ("Timeout waiting
+      for IOPub output"), and nbgrader then grades nothing. Here the kernel is
+      stopped instead, and the notebook graded up to that cell.
+    * Cells that were not run get an error output, so their tests score 0
+      (an empty test cell would otherwise count as passed).
+    * With the ``ipc`` transport each kernel's sockets get a short private
+      folder of their own (Jupyter's default path, in the runtime folder, can
+      be longer than a socket path may be).
+    """
+
+    notebook_timeout = Float(
+        NOTEBOOK_TIMEOUT, help="Seconds for a whole notebook (kernel start included); "
+        "0 for no limit.").tag(config=True)
+
+    def preprocess(self, nb: NotebookNode, resources: dict[str, Any] = None,
+                   km: Any = None) -> tuple[NotebookNode, dict]:
+        self._started = time.monotonic()
+        self._stopped = ""
+        self._ipc_folder = None
+        try:
+            return super().preprocess(nb, resources, km)
+        finally:
+            if self._ipc_folder:
+                shutil.rmtree(self._ipc_folder, ignore_errors=True)
+
+    def create_kernel_manager(self) -> Any:
+        km = super().create_kernel_manager()
+        if km.transport == "ipc":
+            self._ipc_folder = tempfile.mkdtemp(prefix="sgd-ipc-")
+            km.ip = os.path.join(self._ipc_folder, "k")
+        return km
+
+    def _left(self) -> float:
+        if not self.notebook_timeout:
+            return math.inf
+        return self.notebook_timeout - (time.monotonic() - self._started)
+
+    def _get_timeout(self, cell: NotebookNode | None) -> int | None:
+        timeout = super()._get_timeout(cell)
+        left = self._left()
+        if left == math.inf:
+            return timeout
+        return max(1, math.ceil(min(timeout or math.inf, left)))
+
+    def preprocess_cell(self, cell: NotebookNode, resources: dict, index: int) -> tuple:
+        if cell.cell_type != "code" or not cell.source.strip():
+            return cell, resources
+        if not self._stopped and self._left() <= 0:
+            self._stopped = (f"not run: the notebook used up its time budget "
+                             f"({self.notebook_timeout:g} s)")
+            self.log.error("Notebook time budget (%g s) used up at cell %d: "
+                           "the remaining cells are not run", self.notebook_timeout, index)
+        if self._stopped:
+            cell.outputs = [_error("NotRun", self._stopped)]
+            return cell, resources
+        try:
+            return super().preprocess_cell(cell, resources, index)
+        except CellTimeoutError:
+            self.log.error("Cell %d could not be interrupted or kept flooding its output: "
+                           "kernel stopped, the remaining cells are not run", index)
+            self._stop_kernel()
+            self._stopped = "not run: the kernel was stopped at an earlier cell"
+            cell.outputs.append(_error(
+                "KernelStopped", "this cell could not be interrupted at its time limit "
+                "(or flooded its output): the kernel was stopped"))
+            return cell, self.resources
+
+    def _stop_kernel(self) -> None:
+        try:
+            run_sync(self.km.shutdown_kernel)(now=True)
+        except Exception as exc:  # noqa: BLE001 - it is being stopped anyway
+            self.log.warning("stopping the kernel: %s", exc)
+
+
 def sandbox_kernel_available() -> bool:
     """True if the sgd-sandbox kernelspec is installed."""
     from jupyter_client.kernelspec import KernelSpecManager
@@ -101,9 +195,13 @@ def configure(c: Any) -> None:
     # harmless, and it buries the messages that matter.
     warnings.filterwarnings("ignore", message=r"Object of type <Submitted\w+> not in session")
     c.Execute.timeout = CELL_TIMEOUT
+    c.CourseExecute.notebook_timeout = NOTEBOOK_TIMEOUT
+    # Kernels talk over Unix sockets, each in a folder only its sandbox sees:
+    # no network at all in the kernel (course.sandbox).
+    c.KernelManager.transport = "ipc"
     c.OverwriteCells.add_missing_cells = True
     c.Autograde.autograde_preprocessors = [
-        Execute, ReVerify, IgnorePattern, ClearMetadataPreprocessor, LimitOutput,
+        CourseExecute, ReVerify, IgnorePattern, ClearMetadataPreprocessor, LimitOutput,
         SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]
     if sandbox_kernel_available():
         c.Execute.kernel_name = KERNEL_NAME

@@ -1,12 +1,30 @@
-"""A Jupyter kernel that runs a submission inside a bubblewrap sandbox.
+"""A Jupyter kernel that runs a submission inside the course's sandbox.
 
 nbgrader's autograder executes each submission in a kernel started in the
 submission's own folder (``autograded/<student>/<assignment>``). This
-launcher starts the ordinary IPython kernel under ``bwrap`` so that the
-submission's code sees a read-only file system, may write only to its own
-folder and a private ``/tmp``, and cannot see the solutions, the gradebook or
-any other student's work. Where bubblewrap is missing it starts the plain
-kernel and says so on stderr (see README, "What protection holds where").
+launcher starts the ordinary IPython kernel in the allow-list sandbox of
+:mod:`course.jail`:
+
+* the kernel works on a private copy of its folder (regular files and
+  folders only: no symlink, fifo or device of the submission is copied), the
+  only writable place besides its private /tmp and $HOME; it sees no other
+  course folder, no other submission, not the grader's home nor the Jupyter
+  runtime folder (other kernels' connection files and sockets);
+* no network at all, when the client uses Jupyter's ``ipc`` transport (the
+  course's nbgrader configuration does): the launcher gives the kernel a
+  private socket folder, bound into this sandbox only, and rewrites the
+  connection file for the kernel so that its sockets are created there; the
+  paths the client expects (``<ip>-<port>``) become symlinks to those
+  sockets. No other kernel can reach them (with ``tcp`` the kernel has to
+  keep the host's loopback network: a warning says so);
+* a clean environment (no token of the grader's), never root, resource
+  limits (:class:`course.jail.Limits`);
+* the kernel's own stdout and stderr go to
+  ``<course>/.grading-logs/<student>-<assignment>.log``, never the grader's
+  terminal.
+
+Where bubblewrap is missing it starts the plain kernel and says so on stderr
+(README, "What protection holds where").
 
     python -m course.sandbox --install     # register the "sgd-sandbox" kernel
 """
@@ -17,14 +35,17 @@ import json
 import os
 import pathlib
 import shutil
+import stat
 import sys
 import tempfile
 
-from jupyter_core.paths import jupyter_runtime_dir
-
-from course.verify import course_secrets, sandbox_prefix
+from course import jail
 
 KERNEL_NAME = "sgd-sandbox"
+SCRATCH_PREFIX = "sgd-sandbox-"
+LOG_FOLDER = ".grading-logs"
+#: Variables of the grader's environment the kernel may see (besides the jail's own).
+PASSED_ENV = ("NBGRADER_EXECUTION", "NBGRADER_VALIDATING")
 
 
 def course_root(start: pathlib.Path) -> pathlib.Path | None:
@@ -35,15 +56,12 @@ def course_root(start: pathlib.Path) -> pathlib.Path | None:
     return None
 
 
-SCRATCH_PREFIX = "sgd-sandbox-"
-
-
 def sweep_scratch() -> list[pathlib.Path]:
     """Remove the scratch folders of earlier sandboxed kernels that have ended.
 
-    A kernel's launcher execs bubblewrap and cannot clean up after it, so each
-    new kernel removes the folders (named after their kernel's pid) of this
-    user's kernels that are gone.
+    A kernel's launcher execs the sandbox and cannot clean up after it, so
+    each new kernel removes the folders (named after their kernel's pid) of
+    this user's kernels that are gone.
     """
     removed = []
     for folder in pathlib.Path(tempfile.gettempdir()).glob(f"{SCRATCH_PREFIX}*-*"):
@@ -62,53 +80,140 @@ def sweep_scratch() -> list[pathlib.Path]:
     return removed
 
 
-def kernel_command(argv: list[str], cwd: pathlib.Path) -> list[str]:
-    """bwrap + ipykernel command line for a kernel started in ``cwd``.
+def private_copy(src: pathlib.Path, dest: pathlib.Path, budget: list[int] | None = None) -> None:
+    """Copy the regular files and folders of ``src`` into the new folder ``dest``.
 
-    The kernel works on a private copy of its folder (so nothing it writes,
-    symlinks included, reaches the grader's files), in its own pid namespace
-    (no process outlives it or spies on other kernels), with the course's and
-    the package's secrets, the Jupyter runtime folder (other kernels'
-    connection files, server tokens) and ~/.ssh hidden.
+    Symlinks, fifos, sockets and devices are left out, and nothing is
+    followed: what the kernel finds in its folder is plain data. At most
+    2000 entries and 1 GiB are copied (``budget``).
     """
-    root = course_root(cwd)
+    budget = budget if budget is not None else [2000, 1 << 30]
+    dest.mkdir(mode=0o755)
+    with os.scandir(src) as entries:
+        for entry in sorted(entries, key=lambda e: e.name):
+            if budget[0] <= 0:
+                return
+            budget[0] -= 1
+            if entry.is_dir(follow_symlinks=False):
+                private_copy(pathlib.Path(entry.path), dest / entry.name, budget)
+            elif entry.is_file(follow_symlinks=False):
+                try:
+                    fd = os.open(entry.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+                except OSError:
+                    continue
+                with open(fd, "rb") as fin:
+                    info = os.fstat(fin.fileno())
+                    if not stat.S_ISREG(info.st_mode) or info.st_size > budget[1]:
+                        continue
+                    budget[1] -= info.st_size
+                    with open(dest / entry.name, "xb") as fout:
+                        shutil.copyfileobj(fin, fout)
+
+
+def _seed_font_cache(folder: pathlib.Path) -> None:
+    """Copy matplotlib's font list into the kernel's config dir (saves a rebuild)."""
+    try:        # matplotlib.get_cachedir(), without importing matplotlib (0.5 s)
+        cache = pathlib.Path(os.environ.get("MPLCONFIGDIR") or pathlib.Path(
+            os.environ.get("XDG_CACHE_HOME") or pathlib.Path.home() / ".cache") / "matplotlib")
+        for cached in cache.glob("fontlist-*.json"):
+            shutil.copy(cached, folder / cached.name)
+    except Exception:  # noqa: BLE001 - only an optimisation
+        pass
+
+
+def _connection(argv: list[str], ipc: pathlib.Path) -> tuple[list[str], bool]:
+    """The kernel's arguments with its own connection file, and whether the
+    kernel needs the network (tcp transport).
+
+    With ``ipc``: the kernel's copy of the connection file puts its sockets
+    in ``ipc`` (bound into this sandbox only); the paths the client connects
+    to become symlinks to them.
+    """
+    if "-f" not in argv:
+        return argv, False
+    i = argv.index("-f") + 1
+    info = json.loads(pathlib.Path(argv[i]).read_text())
+    mine = ipc / "kernel.json"
+    network = info.get("transport", "tcp") != "ipc"
+    if not network:
+        ports = [info[k] for k in ("shell_port", "iopub_port", "stdin_port", "control_port",
+                                   "hb_port")]
+        client = info["ip"]
+        for port in ports:
+            link = pathlib.Path(f"{client}-{port}")
+            if link.is_symlink() or link.is_socket():
+                link.unlink()
+            link.symlink_to(ipc / f"k-{port}")
+        info = dict(info, ip=str(ipc / "k"))
+    fd = os.open(mine, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with open(fd, "w") as fh:
+        json.dump(info, fh)
+    return argv[:i] + [str(mine)] + argv[i + 1:], network
+
+
+def kernel_command(argv: list[str], cwd: pathlib.Path) -> list[str]:
+    """The sandboxed ipykernel command line for a kernel started in ``cwd``
+    (the plain kernel where the sandbox is unavailable)."""
+    kernel = [sys.executable, "-m", "ipykernel_launcher", *argv]
+    if not jail.available():
+        print("course.sandbox: bubblewrap unavailable, kernel NOT sandboxed", file=sys.stderr)
+        return kernel
     try:
         sweep_scratch()
     except Exception:  # noqa: BLE001 - housekeeping must never stop a kernel from starting
         pass
     # exec keeps the pid: the folder's name says which kernel it belongs to
     scratch = pathlib.Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-"))
-    work = scratch / "work"
-    shutil.copytree(cwd, work, symlinks=True)
-    runtime = pathlib.Path(jupyter_runtime_dir()).resolve()
-    hidden = course_secrets() + (course_secrets(root) if root else []) + [
-        runtime, pathlib.Path.home() / ".ssh"]
-    prefix = sandbox_prefix(hidden, scratch)
-    kernel = [sys.executable, "-m", "ipykernel_launcher", *argv]
-    if not prefix:
-        print("course.sandbox: bubblewrap unavailable, kernel NOT sandboxed", file=sys.stderr)
-        return kernel
-    # The kernel talks over loopback TCP: keep the network. Interrupts come as
-    # messages (kernelspec). JPY_PARENT_PID=1 tells ipykernel it has a parent
-    # (no "To connect another client" banner) without making it watch a pid
-    # that its own pid namespace cannot see.
-    prefix = [a for a in prefix if a != "--unshare-net"]
-    binds = ["--bind", str(work), str(cwd), "--chdir", str(cwd), "--setenv", "JPY_PARENT_PID", "1"]
-    if "-f" in argv:
-        conn = str(pathlib.Path(argv[argv.index("-f") + 1]).resolve())
-        binds += ["--ro-bind", conn, conn]
-    for var in ("TMPDIR", "IPYTHONDIR", "MPLCONFIGDIR"):
-        binds += ["--setenv", var, str(scratch)]
-    return prefix + binds + kernel
+    work, ipc, mpl = scratch / "work", scratch / "ipc", scratch / "mpl"
+    private_copy(cwd, work)
+    ipc.mkdir(mode=0o700)
+    mpl.mkdir(mode=0o700)
+    _seed_font_cache(mpl)
+    argv, network = _connection(argv, ipc)
+    if network:
+        print("course.sandbox: tcp transport, the kernel keeps the host's network; "
+              "use c.KernelManager.transport = 'ipc'", file=sys.stderr)
+    jail.prepare(work, ipc, mpl)
+    env = {"JPY_PARENT_PID": "1", "MPLCONFIGDIR": str(mpl), "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
+    env.update({k: os.environ[k] for k in PASSED_ENV if k in os.environ})
+    # The copy is mounted where the submission was: the notebook sees its usual path.
+    return jail.command([sys.executable, "-m", "ipykernel_launcher", *argv],
+                        rw=[(work, cwd), ipc, mpl], env=env, cwd=cwd, network=network)
+
+
+def log_path(cwd: pathlib.Path) -> pathlib.Path | None:
+    """``<course>/.grading-logs/<student>-<assignment>.log`` for a kernel
+    started in ``<course>/autograded/<student>/<assignment>``, else None."""
+    root = course_root(cwd)
+    if root is None:
+        return None
+    parts = cwd.relative_to(root).parts
+    if len(parts) != 3 or parts[0] != "autograded":
+        return None
+    return root / LOG_FOLDER / f"{parts[1]}-{parts[2]}.log"
+
+
+def redirect_output(cwd: pathlib.Path) -> None:
+    """Send this process's (and so the kernel's) stdout and stderr to its log."""
+    path = log_path(cwd)
+    if path is None:
+        return
+    try:
+        path.parent.mkdir(exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    except OSError:
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
 
 
 def install(prefix: str = sys.prefix) -> pathlib.Path:
     """Write the kernelspec into ``<prefix>/share/jupyter/kernels/sgd-sandbox``."""
     folder = pathlib.Path(prefix) / "share" / "jupyter" / "kernels" / KERNEL_NAME
     folder.mkdir(parents=True, exist_ok=True)
-    # Loopback TCP without CurveZMQ is fine here (messages are signed with the
-    # key in the grader's private connection file): keep ipykernel's warning
-    # about it out of the instructor's terminal.
     spec = {"argv": [sys.executable, "-m", "course.sandbox", "-f", "{connection_file}",
                      "--IPKernelApp.log_level=ERROR"],
             "display_name": "Python 3 (grading sandbox)", "language": "python",
@@ -125,7 +230,9 @@ def main() -> None:
     if sys.argv[1:] == ["--install"]:
         print(f"installed kernel {KERNEL_NAME!r} in {install()}")
         return
-    cmd = kernel_command(sys.argv[1:], pathlib.Path.cwd().resolve())
+    cwd = pathlib.Path.cwd().resolve()
+    redirect_output(cwd)
+    cmd = kernel_command(sys.argv[1:], cwd)
     os.execv(cmd[0], cmd)
 
 

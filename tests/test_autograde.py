@@ -95,6 +95,8 @@ def _env(home: pathlib.Path) -> dict[str, str]:
                HOME=str(home), JUPYTER_RUNTIME_DIR=str(home / ".local/share/jupyter/runtime"),
                PYTHONWARNINGS="ignore")
     env.pop("JUPYTER_CONFIG_DIR", None)
+    for module in ms.ATTACK_MODULES:            # secrets an attack looks for (GRADER_ENV)
+        env.update(getattr(module, "GRADER_ENV", {}))
     return env
 
 
