@@ -34,9 +34,11 @@ lab: $(STAMP)
 	JUPYTER_CONFIG_PATH=$(CURDIR)/jupyter-config/learner \
 	  $(BIN)/jupyter lab $(NOTEBOOK_DIR)/START.md --ServerApp.root_dir=$(NOTEBOOK_DIR) $(ROOT_FLAG) $(LAB_ARGS)
 
-## JupyterLab on the repo root with nbgrader's formgrader and Create Assignment.
+## JupyterLab on the repo root with nbgrader's formgrader and Create Assignment; formgrader's
+## pages get a Content-Security-Policy (course.render, enabled by jupyter-config/instructor).
 lab-instructor: $(STAMP)
-	$(BIN)/jupyter lab --ServerApp.root_dir=$(COURSE_DIR) $(ROOT_FLAG) $(LAB_ARGS)
+	JUPYTER_CONFIG_PATH=$(CURDIR)/jupyter-config/instructor$(if $(JUPYTER_CONFIG_PATH),:$(JUPYTER_CONFIG_PATH)) \
+	  $(BIN)/jupyter lab --ServerApp.root_dir=$(COURSE_DIR) $(ROOT_FLAG) $(LAB_ARGS)
 
 ## The whole test suite, on every core (each test file stays on one worker: nbval needs that).
 test: $(STAMP)

@@ -9,7 +9,9 @@
   passed in the kernel but fails re-verification gets an error output, so
   ``SaveAutoGrades`` scores it 0;
 * re-inserts deleted test cells and limits each cell's run time;
-* strips hidden tests, and any traceback that could quote them, from feedback.
+* strips hidden tests, and any traceback that could quote them, from feedback;
+* removes anything a browser could run from what a submission wrote, before
+  it is stored, shown in formgrader or sent back as feedback (:mod:`course.render`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, Clea
                                     NbGraderPreprocessor, SaveAutoGrades)
 from traitlets import Bool, Float
 
+from course.render import configure_rendering
 from course.sandbox import KERNEL_NAME
 from course.verify import lesson_module, verify
 
@@ -105,3 +108,5 @@ def configure(c: Any) -> None:
         c.Execute.kernel_name = KERNEL_NAME
     c.GenerateFeedback.preprocessors = [
         GetGrades, ClearHiddenTests, ShortTracebacks, CSSHTMLHeaderPreprocessor]
+    # Nothing a submission wrote may run in a browser (formgrader, feedback): course.render.
+    configure_rendering(c)
