@@ -40,6 +40,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import html
+import logging
 import re
 import secrets
 from typing import Any
@@ -56,7 +57,7 @@ ATTACHMENT_MIME = ("image/png", "image/jpeg")
 SAFE_SCHEMES = {"http", "https", "mailto", "attachment"}
 #: Cell metadata keys kept (nbgrader's, and the harmless ones Jupyter writes).
 CELL_METADATA = {"nbgrader", "tags", "deletable", "editable", "collapsed", "scrolled",
-                 "trusted"}
+                 "trusted", "execution"}
 
 _TAG_START = re.compile(r"<(?=[A-Za-z/!?])")
 _MATH = re.compile(r"\$\$.+?\$\$|\$[^$\n]+\$|\\begin\{(\w+\*?)\}.*?\\end\{\1\}", re.S)
@@ -302,8 +303,10 @@ class SanitizeSubmission(Preprocessor):
         changes = sanitize_notebook(nb)
         if changes:
             who = (resources or {}).get("nbgrader", {}).get("student", "")
-            self.log.warning("sanitized %s: %s", who or "notebook",
-                             ", ".join(f"{k} x{n}" for k, n in sorted(changes.items())))
+            content = set(changes) - {"cell metadata", "notebook metadata"}
+            self.log.log(logging.WARNING if content else logging.DEBUG, "sanitized %s: %s",
+                         who or "notebook",
+                         ", ".join(f"{k} x{n}" for k, n in sorted(changes.items())))
         return nb, resources
 
 
