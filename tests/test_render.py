@@ -327,8 +327,10 @@ def test_formgrader_page_of_a_raw_attack_notebook_is_clean():
 # ----------------------------------------------------------------- Content-Security-Policy
 
 def _transform(path: str):
-    from tornado.httputil import HTTPServerRequest
-    return render._formgrader_transform()(HTTPServerRequest(method="GET", uri=path))
+    from tornado.httputil import HTTPHeaders, HTTPServerRequest, RequestStartLine
+    request = HTTPServerRequest(start_line=RequestStartLine("GET", path, "HTTP/1.1"),
+                                headers=HTTPHeaders({"Host": "127.0.0.1:8888"}))
+    return render._formgrader_transform()(request)
 
 
 def _serve(path: str, body: bytes, content_type: str = "text/html; charset=UTF-8",
