@@ -158,7 +158,7 @@ def notebook_page(browser):
     context.close()
 
 
-# ----------------------------------------------------------------- formgrader with an XSS submission
+# ----------------------------------------------------------------- formgrader, XSS submission
 
 XSS_STUDENTS = ("attack-xss", "legacy-xss")
 

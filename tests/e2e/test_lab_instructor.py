@@ -1,4 +1,5 @@
-"""The instructor's JupyterLab (`make lab-instructor`): solutions run and render, Validate."""
+"""The instructor's JupyterLab (`make lab-instructor`): solutions run and render, Validate;
+formgrader shows an XSS submission without running any of it, under its CSP, and still grades."""
 
 from __future__ import annotations
 
@@ -137,27 +138,35 @@ def test_formgrader_csp_stops_script_that_reaches_the_page(page, xss_lab, xss_co
     assert any("Content Security Policy" in m for m in seen["console"]), seen["console"]
 
 
+def _eventually(page, read, want) -> None:
+    for _ in range(50):
+        if read() == want:
+            return
+        page.wait_for_timeout(100)
+    assert read() == want
+
+
 def test_formgrader_manual_grading_still_works(page, xss_lab, xss_course):
     """The instructor grades the written answer by hand: type a score and
-    leave the field (Escape: 'defocus and save'), then 'Full credit'."""
+    leave the field (Escape: 'defocus and save'), click 'Full credit', write
+    a comment; each is saved in the gradebook."""
     sid = xss_course["ids"]["attack-xss"]
     seen = _watch(page, xss_lab)
     _open_submission(page, xss_lab, sid)
     score = page.locator("input.score#written_lr_regimes")
+    manual = lambda: _grades(xss_lab, sid)["written_lr_regimes"]["manual_score"]  # noqa: E731
     score.fill("1.5")
     score.press("Escape")
-    deadline = 50
-    while _grades(xss_lab, sid)["written_lr_regimes"]["manual_score"] != 1.5 and deadline:
-        page.wait_for_timeout(100)
-        deadline -= 1
-    assert _grades(xss_lab, sid)["written_lr_regimes"]["manual_score"] == 1.5
+    _eventually(page, manual, 1.5)
     page.locator(".nbgrader_cell", has=score).locator("button.full-credit").click()
     page.wait_for_function("() => document.querySelector('#written_lr_regimes').value === '2'")
-    deadline = 50
-    while _grades(xss_lab, sid)["written_lr_regimes"]["manual_score"] != 2.0 and deadline:
-        page.wait_for_timeout(100)
-        deadline -= 1
-    assert _grades(xss_lab, sid)["written_lr_regimes"]["manual_score"] == 2.0
+    _eventually(page, manual, 2.0)
+    comment = page.locator("textarea#written_lr_regimes-comment")
+    comment.fill("Right factors; say why 0.9 oscillates.")
+    comment.press("Escape")
+    comments = lambda: {c["name"]: c["manual_comment"] for c in xss_lab.api(  # noqa: E731
+        f"/formgrader/api/comments?submission_id={sid}")}.get("written_lr_regimes")
+    _eventually(page, comments, "Right factors; say why 0.9 oscillates.")
     # Test cells show their auto score (formgrader's scripts filled them in).
     assert page.locator("input.score#test_gd_step").get_attribute("placeholder") == "2"
     _assert_nothing_ran(page, seen)
