@@ -13,8 +13,9 @@ browser could run would run with the instructor's rights: set grades through
   - markdown keeps its text, markdown syntax and math, but no raw HTML: every
     ``<`` that could open a tag, comment or autolink becomes ``&lt;`` (``\\lt``
     inside ``$...$`` math, which renders the same); a cell with a link whose
-    target is not http(s), mailto, attachment or relative loses all its links
-    and images (``[`` and ``]`` escaped); attachments keep image/png and
+    target is not http(s), mailto, attachment or relative, or holds markup
+    (even percent-encoded), loses all its links and images (``[`` and ``]``
+    escaped); attachments keep image/png and
     image/jpeg only;
   - raw cells are shown as escaped text;
   - outputs keep text/plain, image/png and image/jpeg (valid base64 only),
@@ -29,10 +30,12 @@ browser could run would run with the instructor's rights: set grades through
 * :func:`_load_jupyter_server_extension`: a Jupyter server extension (enabled
   by ``jupyter-config/instructor``, which ``make lab-instructor`` uses) that
   serves every ``/formgrader`` page with a Content-Security-Policy allowing
-  only formgrader's own scripts (by nonce, added to the scripts of
-  formgrader's template, never to the notebook's part of the page), no
-  inline event handlers but formgrader's two, no ``javascript:`` URLs, no
-  plugins; files of a submission served by formgrader are sandboxed.
+  only the scripts formgrader's templates write (a nonce added to its static
+  files, its known inline scripts and its ``var x = "...";`` blocks; never to
+  a script in the notebook's part of the page, nor to one reflected from the
+  URL, which formgrader's templates do not escape), no inline event handlers
+  but formgrader's own three, no ``javascript:`` URLs, no plugins; files of a
+  submission served by formgrader are sandboxed (no script at all).
 """
 
 from __future__ import annotations
@@ -41,8 +44,10 @@ import base64
 import hashlib
 import html
 import logging
+import pathlib
 import re
 import secrets
+import urllib.parse
 from typing import Any
 
 from nbconvert.preprocessors import Preprocessor
@@ -84,11 +89,16 @@ def _decoded(text: str) -> str:
 
 def _unsafe_url(start: str) -> bool:
     """True if the link target at the start of ``start`` has a scheme that
-    is not allowed (after the decoding a renderer and a browser apply)."""
-    url = _decoded(start).replace("<", "")
+    is not allowed (after the decoding a renderer and a browser apply), or
+    carries markup (formgrader writes some URL parts into its pages as they
+    are: such a link leads the instructor to script)."""
+    url = _decoded(start).lstrip("".join(map(chr, range(33)))).removeprefix("<")
     url = re.sub(r"[\t\n\r]", "", url).lstrip("".join(map(chr, range(33))))
     m = _SCHEME.match(url)
-    return bool(m) and m.group(1).lower() not in SAFE_SCHEMES
+    if m and m.group(1).lower() not in SAFE_SCHEMES:
+        return True
+    target = re.split(r"[\s)>]", url, maxsplit=1)[0]
+    return bool(re.search(r"[<>\"']", urllib.parse.unquote(target)))
 
 
 def _has_unsafe_link(text: str) -> bool:
@@ -319,7 +329,15 @@ NOTEBOOK_MARKER = b'id="notebook-container"'
 _FORMGRADER = re.compile(r"/formgrader(/|$)")
 _SUBMISSION_PAGE = re.compile(r"/formgrader/submissions/[^/]+/?$")
 _SUBMISSION_FILE = re.compile(r"/formgrader/submissions/[^/]+/.")
-_SCRIPT_TAG = re.compile(rb"<script(?=[\s>])", re.I)
+_SCRIPT = re.compile(rb"<script(?=[\s>])([^>]*)>(.*?)</script\s*>", re.I | re.S)
+_SRC = re.compile(rb"""\bsrc\s*=\s*["']?([^"'\s>]+)""", re.I)
+#: Scripts formgrader's templates load: its own static files (under any base
+#: URL) and MathJax from the CDN its submission page names.
+_TRUSTED_SRC = re.compile(rb"(/[\w.~%-]+)*/formgrader/static/[\w./-]+"
+                          rb"|https://cdnjs\.cloudflare\.com/ajax/libs/mathjax/[\w./?=,&;-]+")
+#: formgrader's inline scripts that hold template values: only ``var x = "...";``
+#: lines whose values cannot leave their string (a reflected value can).
+_VARIABLES = re.compile(rb'\s*(var [A-Za-z_]\w* = "[^"\\<>\n]*";\s*)+')
 
 
 def _sha256(text: str) -> str:
@@ -349,10 +367,39 @@ def content_security_policy(nonce: str | None, sandbox: bool = False) -> str:
     return "; ".join(policy)
 
 
+_static_scripts: set[bytes] = set()
+
+
+def _formgrader_static_scripts() -> set[bytes]:
+    """SHA-256 of every inline script of formgrader's templates that holds no
+    template value (read once from the installed nbgrader)."""
+    if not _static_scripts:
+        from nbgrader.server_extensions.formgrader import handlers
+        folder = pathlib.Path(handlers.template_path)
+        for path in [*folder.glob("*.tpl"), *folder.glob("*/*.j2"), *folder.glob("*.j2")]:
+            for attrs, body in _SCRIPT.findall(path.read_bytes()):
+                if not _SRC.search(attrs) and b"{{" not in body and b"{%" not in body:
+                    _static_scripts.add(hashlib.sha256(body).digest())
+    return _static_scripts
+
+
+def _trusted_script(attrs: bytes, body: bytes) -> bool:
+    src = _SRC.search(attrs)
+    if src:
+        return bool(_TRUSTED_SRC.fullmatch(src.group(1))) and b".." not in src.group(1)
+    return bool(_VARIABLES.fullmatch(body)) or \
+        hashlib.sha256(body).digest() in _formgrader_static_scripts()
+
+
 def _add_nonce(page: bytes, nonce: str, end: int) -> bytes:
-    """Add ``nonce`` to every script tag of ``page[:end]``."""
-    head = _SCRIPT_TAG.sub(b'<script nonce="' + nonce.encode() + b'"', page[:end])
-    return head + page[end:]
+    """Add ``nonce`` to the script tags of ``page[:end]`` that formgrader's
+    templates write (:func:`_trusted_script`); any other script (a value
+    reflected from the URL, say) gets none and is refused."""
+    def tag(m: re.Match) -> bytes:
+        if m.end() > end or not _trusted_script(m.group(1), m.group(2)):
+            return m.group(0)
+        return b'<script nonce="' + nonce.encode() + b'"' + m.group(0)[len(b"<script"):]
+    return _SCRIPT.sub(tag, page)
 
 
 def _formgrader_transform():

@@ -110,6 +110,15 @@ def test_markup_becomes_visible_text_and_math_keeps_its_meaning():
     assert sanitize_markdown("$a<b$ and $$x<y$$") == "$a\\lt b$ and $$x\\lt y$$"
 
 
+@pytest.mark.parametrize("target", [
+    "/formgrader/gradebook/%3C%2Fscript%3E%3Cscript%3Ex()%3C%2Fscript%3E",
+    "gradebook/&lt;script&gt;x()&lt;/script&gt;", "x%22onmouseover=x()"])
+def test_links_that_carry_markup_are_removed(target):
+    """formgrader writes names from its URLs into its pages unescaped."""
+    html = _render_markdown(sanitize_markdown(f"a [link]({target}) and ![i]({target})"))
+    assert "<a " not in html and "<img " not in html
+
+
 def test_a_cell_with_a_script_link_loses_its_links_but_keeps_its_text():
     text = f"See [this](https://example.org) and [that](javascript:{PWN})."
     clean = sanitize_markdown(text)
@@ -341,9 +350,20 @@ def _serve(path: str, body: bytes, content_type: str = "text/html; charset=UTF-8
     return _transform(path).transform_first_chunk(200, headers, body, finishing)
 
 
-PAGE = (b"<html><head><script src='/formgrader/static/js/a.js'></script><script>var a=1;"
-        b"</script></head><body><script>nav()</script><div id=\"notebook-container\">"
+#: formgrader's static inline script (from its template) and a page shaped like its own.
+TOOLTIP = (b"\n  $('span.glyphicon.name-hidden').tooltip({title: \"Show student name\", placement: "
+           b"\"bottom\", trigger: \"hover\"});\n  $('span.glyphicon.name-shown').tooltip({title: "
+           b"\"Hide student name\", placement: \"bottom\", trigger: \"hover\"});\n  ")
+PAGE = (b"<html><head><script src='/formgrader/static/js/a.js'></script>"
+        b'<script type="text/javascript">var a = "1";\nvar base_url = "/x";</script>'
+        b"</head><body><script type=\"text/javascript\">" + TOOLTIP + b"</script>"
+        b'<div id="notebook-container">'
         b"<script>evil()</script><img src=x onerror=evil()></div></body></html>")
+#: What formgrader's templates must never vouch for, even before the notebook.
+REFLECTED = [b'<script>var a = "x";evil();//";</script>', b"<script>evil()</script>",
+             b"<script src='https://evil.example/x.js'></script>",
+             b"<script src='/files/submitted/x/evil.js'></script>",
+             b"<script src='/formgrader/static/../../files/evil.js'></script>"]
 
 
 def test_policy_forbids_inline_script_handlers_and_plugins():
@@ -362,9 +382,26 @@ def test_submission_page_scripts_before_the_notebook_get_the_nonce():
     nonce = re.search(r"'nonce-([^']+)'", headers["Content-Security-Policy"]).group(1)
     head, notebook = body.split(b'id="notebook-container"')
     assert head.count(b"<script") == head.count(f'<script nonce="{nonce}"'.encode()) == 3
+    assert TOOLTIP in head
     assert b"nonce" not in notebook
     assert headers["Content-Length"] == str(len(body))
     assert "Etag" not in headers and headers["Cache-Control"] == "no-store"
+
+
+@pytest.mark.parametrize("script", REFLECTED)
+def test_scripts_formgrader_did_not_write_get_no_nonce(script):
+    """A value reflected into formgrader's page (from the URL, say) that
+    becomes a script is not vouched for, even in the page's head."""
+    for path in ("/formgrader/submissions/abc/", "/formgrader/gradebook/x"):
+        _, headers, body = _serve(path, PAGE.replace(b"</head>", script + b"</head>"))
+        assert script in body and body.count(b"nonce=") == 3
+
+
+def test_formgraders_own_inline_scripts_are_known():
+    """The static scripts of the installed formgrader's templates are read
+    (the tooltip one above is among them)."""
+    import hashlib
+    assert hashlib.sha256(TOOLTIP).digest() in render._formgrader_static_scripts()
 
 
 def test_submission_page_without_the_marker_allows_no_script():
@@ -375,7 +412,7 @@ def test_submission_page_without_the_marker_allows_no_script():
 
 def test_other_formgrader_pages_and_files():
     _, headers, body = _serve("/user/t/formgrader/gradebook", PAGE)
-    assert body.count(b"nonce=") == 4
+    assert body.count(b"nonce=") == 3 and b"<script>evil()" in body
     _, headers, body = _serve("/formgrader/submissions/abc/evil.html", PAGE, finishing=False)
     policy = headers["Content-Security-Policy"]
     assert b"nonce" not in body and "sandbox" in policy and "script-src 'none'" in policy
