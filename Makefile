@@ -34,9 +34,14 @@ lab: $(STAMP)
 	JUPYTER_CONFIG_PATH=$(CURDIR)/jupyter-config/learner \
 	  $(BIN)/jupyter lab $(NOTEBOOK_DIR)/START.md --ServerApp.root_dir=$(NOTEBOOK_DIR) $(ROOT_FLAG) $(LAB_ARGS)
 
-## JupyterLab on the repo root with nbgrader's formgrader and Create Assignment.
+## JupyterLab on the repo root (or COURSE_DIR, a copy holding solutions/ and nbgrader_config.py)
+## with nbgrader's formgrader and Create Assignment. Started in that folder: formgrader grades
+## the course there. Its pages get a Content-Security-Policy (course.render, enabled by
+## jupyter-config/instructor) that lets no script from a submission run.
 lab-instructor: $(STAMP)
-	$(BIN)/jupyter lab --ServerApp.root_dir=$(COURSE_DIR) $(ROOT_FLAG) $(LAB_ARGS)
+	cd $(COURSE_DIR) && \
+	JUPYTER_CONFIG_PATH=$(CURDIR)/jupyter-config/instructor$(if $(JUPYTER_CONFIG_PATH),:$(JUPYTER_CONFIG_PATH)) \
+	  $(CURDIR)/$(BIN)/jupyter lab --ServerApp.root_dir=. $(ROOT_FLAG) $(LAB_ARGS)
 
 ## The whole test suite, on every core (each test file stays on one worker: nbval needs that).
 test: $(STAMP)

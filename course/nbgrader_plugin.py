@@ -11,7 +11,9 @@
 * re-inserts deleted test cells, limits each cell's run time and each
   notebook's (:class:`CourseExecute`), and grades a notebook whose kernel
   had to be stopped up to that cell;
-* strips hidden tests, and any traceback that could quote them, from feedback.
+* strips any traceback that could quote a test from feedback;
+* removes anything a browser could run from what a submission wrote, before
+  it is stored, shown in formgrader or sent back as feedback (:mod:`course.render`).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, Clea
                                     NbGraderPreprocessor, SaveAutoGrades)
 from traitlets import Bool, Float
 
+from course.render import configure_rendering
 from course.sandbox import KERNEL_NAME
 from course.verify import banned_constructs, learner_source, lesson_module, verify
 
@@ -207,3 +210,5 @@ def configure(c: Any) -> None:
         c.Execute.kernel_name = KERNEL_NAME
     c.GenerateFeedback.preprocessors = [
         GetGrades, ClearHiddenTests, ShortTracebacks, CSSHTMLHeaderPreprocessor]
+    # Nothing a submission wrote may run in a browser (formgrader, feedback): course.render.
+    configure_rendering(c)

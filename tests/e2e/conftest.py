@@ -156,3 +156,67 @@ def notebook_page(browser):
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     yield context.new_page()
     context.close()
+
+
+# ----------------------------------------------------------------- formgrader, XSS submission
+
+XSS_STUDENTS = ("attack-xss", "legacy-xss")
+
+
+@pytest.fixture(scope="session")
+def xss_course(chromium_path) -> dict:
+    """A course (under /var/tmp: the grading sandbox hides /tmp) whose lesson 01
+    has two autograded submissions of tests/fixtures/attacks_render.py's
+    ``attack-xss``: ``attack-xss`` as the course grades it, and ``legacy-xss``
+    whose autograded notebook is then replaced by the raw submission, as
+    stored before course.render existed. Returns the folder and, per
+    student, the formgrader submission id."""
+    import sys
+    import tempfile
+    fixtures = ROOT / "tests" / "fixtures"
+    sys.path.insert(0, str(fixtures))
+    import make_submissions as ms  # noqa: E402  (before attacks_render: it merges it)
+    base = pathlib.Path(tempfile.mkdtemp(prefix="sgd-xss-", dir="/var/tmp"))
+    root = base / "course"
+    root.mkdir()
+    for name in ("solutions", "notebooks"):
+        shutil.copytree(ROOT / name, root / name)
+    shutil.copy(ROOT / "nbgrader_config.py", root)
+    bin_dir = pathlib.Path(sys.executable).parent
+    env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+               HOME=str(base), PYTHONWARNINGS="ignore")
+    a = ms.L01
+
+    def nbgrader(*args: str) -> None:
+        proc = subprocess.run([str(bin_dir / "nbgrader"), *args, "--log-level=WARN"], cwd=root,
+                              env=env, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+
+    try:
+        nbgrader("generate_assignment", a, "--force")
+        text = ms.submission_text(a, "attack-xss", root)
+        for student in XSS_STUDENTS:
+            path = root / "submitted" / student / a / f"{a}.ipynb"
+            path.parent.mkdir(parents=True)
+            path.write_text(text)
+        nbgrader("autograde", a)
+        legacy = root / "autograded" / "legacy-xss" / a / f"{a}.ipynb"
+        legacy.chmod(0o644)
+        legacy.write_text(text)
+        from nbgrader.api import Gradebook
+        with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:
+            ids = {s.student.id: s.notebooks[0].id for s in gb.assignment_submissions(a)}
+        yield {"root": root, "ids": ids, "assignment": a}
+    finally:
+        for path in base.rglob("*"):          # nbgrader makes its outputs read-only
+            if path.is_dir() and not path.is_symlink():
+                path.chmod(0o755)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def xss_lab(xss_course, tmp_path_factory):
+    """`make lab-instructor` on :func:`xss_course`."""
+    lab = Lab("lab-instructor", xss_course["root"], tmp_path_factory.mktemp("xss-lab"))
+    yield lab
+    lab.stop()

@@ -4,7 +4,9 @@
   only errors are the exercise stubs' NotImplementedError (and the checks that
   report them); the start page links the lessons; no news pop-up, no instructor panels;
 * instructor (test_lab_instructor.py): every solution notebook runs with no error and
-  every figure renders; nbgrader's Validate passes a solution and fails a student notebook.
+  every figure renders; nbgrader's Validate passes a solution and fails a student notebook;
+  formgrader shows a submission full of script (tests/fixtures/attacks_render.py) and none of
+  it runs, not even injected into the page (CSP), while manual grading still saves.
 """
 
 from __future__ import annotations
