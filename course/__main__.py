@@ -57,6 +57,10 @@ def _report(args: argparse.Namespace) -> int:
         print(f"course report: no graded submissions of {args.assignment!r}", file=sys.stderr)
         return 2
     print(format_report(args.assignment, summary, totals))
+    from course.report import refused_submissions
+    from course.untrusted import printable
+    for student, note in refused_submissions(args.assignment, root):
+        print(f"refused by nbgrader, 0 points: {printable(student, 80)}: {printable(note, 300)}")
     png = pathlib.Path(args.png or root / "reports" / f"{args.assignment}-totals.png")
     print(f"histogram: {plot_totals(totals, sum(c.max_score for c in summary), png)}")
     return 0

@@ -12,7 +12,8 @@
   from the grades or keep stale ones: :func:`grade` records it in the
   gradebook through nbgrader's API with 0 points on every cell, flagged, with
   the reason as the cells' comment, so ``nbgrader export`` lists it with 0, and
-  reports the reason.
+  reports the reason. Before grading, symlinks and special files are removed from
+  every submission (:func:`course.untrusted.remove_non_regular`), never followed.
 * :func:`class_report` reads the gradebook and the autograded notebooks and
   summarises each test cell: pass rate, mean points and the most common
   failure message, plus a PNG histogram of the totals.
@@ -208,6 +209,14 @@ def grade(root: pathlib.Path, assignments: list[str] | None = None, jobs: int | 
     results: dict[tuple[str, str], Outcome] = {}
     log_file = pathlib.Path(log_file or root / "logs" / "course-grade.log")
     log_file.parent.mkdir(parents=True, exist_ok=True)
+    from course.untrusted import remove_non_regular
+    with log_file.open("a", encoding="utf-8") as log:
+        for student, assignment in pairs:       # never follow a learner's link while grading
+            for path in remove_non_regular(root / "submitted" / student / assignment):
+                line = (f"{printable(student, 80)} {printable(assignment, 80)}: removed "
+                        f"{printable(path, 300)} (a link or special file, not followed)")
+                print(line, file=sys.stderr)
+                log.write(f"{datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')} {line}\n")
     from tqdm import tqdm
     context = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context, initializer=_start_worker,
@@ -290,6 +299,21 @@ def class_report(assignment: str, root: pathlib.Path) -> tuple[list[CellSummary]
                            pending[gid])
                for gid, scores in cells.items()]
     return summary, totals
+
+
+def refused_submissions(assignment: str, root: pathlib.Path) -> list[tuple[str, str]]:
+    """(student, reason) of the submissions :func:`record_refused` recorded with 0."""
+    from nbgrader.api import Gradebook
+    found = []
+    with Gradebook(f"sqlite:///{pathlib.Path(root) / 'gradebook.db'}") as gb:
+        for sub in gb.assignment_submissions(assignment):
+            for nb in sub.notebooks:
+                notes = [c.auto_comment for c in nb.comments
+                         if (c.auto_comment or "").startswith("Not graded: nbgrader refused")]
+                if nb.flagged and notes:
+                    found.append((sub.student_id, notes[0]))
+                    break
+    return sorted(found)
 
 
 def format_report(assignment: str, summary: list[CellSummary], totals: dict[str, float]) -> str:

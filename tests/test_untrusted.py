@@ -172,6 +172,7 @@ def test_refused_notebook_is_graded_zero_with_its_reason(tmp_path):
     folder.mkdir(parents=True)
     nbformat.write(nb, folder / f"{LESSON}.ipynb")
     (folder / "timestamp.txt").write_text("2026-01-02 03:04:05.000000 UTC")
+    os.symlink(ROOT / "solutions" / LESSON / f"{LESSON}.ipynb", folder / "solution.ipynb")
     proc = subprocess.run([str(bin_dir / "course"), "grade", LESSON, "--jobs", "1"], cwd=tmp_path,
                           env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -181,6 +182,8 @@ def test_refused_notebook_is_graded_zero_with_its_reason(tmp_path):
     log = (tmp_path / "logs" / "course-grade.log").read_text()
     assert "mallory 01-gradient-descent: refused by nbgrader, recorded with 0 points" in log
     assert "Inconsistent checksums" in log
+    assert "mallory 01-gradient-descent: removed " in log and "solution.ipynb (a link" in log
+    assert not os.path.lexists(folder / "solution.ipynb")
     subprocess.run([str(bin_dir / "nbgrader"), "export", "--to", "grades.csv", "--log-level=ERROR"],
                    cwd=tmp_path, env=env, check=True)
     with (tmp_path / "grades.csv").open() as f:
@@ -193,3 +196,7 @@ def test_refused_notebook_is_graded_zero_with_its_reason(tmp_path):
         assert notebook.flagged and notebook.score == 0 and not notebook.needs_manual_grade
         assert all("Inconsistent checksums" in c.comment for c in notebook.comments)
     assert not (tmp_path / "autograded" / "mallory" / LESSON).exists()
+    proc = subprocess.run([str(bin_dir / "course"), "report", LESSON], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert "refused by nbgrader, 0 points: mallory: Not graded: nbgrader refused this notebook " \
+           "(RuntimeError: Inconsistent checksums" in proc.stdout, proc.stdout + proc.stderr
