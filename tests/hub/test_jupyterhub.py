@@ -552,6 +552,29 @@ def test_symlinks_are_never_followed(hub, cycle):
             assert secret not in text, (path, secret)
 
 
+def test_collect_refuses_changed_and_unsealed_submissions(hub, cycle):
+    """A sealed submission changed afterwards (here by root) is refused by collect, named
+    with what changed; a folder the sealer never sealed is skipped, named."""
+    instr, nbg = hub.instructor, hub.nbgrader
+    (folder,) = _folders_of(hub, hub.learners[PARTIAL])
+    notebook = folder / NB
+    original = notebook.read_bytes()
+    notebook.write_bytes(original + b"\n")
+    unsealed = _inbound(hub) / f"{hub.learners[ABSENT]}+{L01}+2020-01-01 00:00:00.000000 UTC+x"
+    unsealed.mkdir()
+    shutil.copy(hub.exchange / COURSE_ID / "outbound" / L01 / NB, unsealed / NB)
+    for path in (unsealed, unsealed / NB):                 # the instructor's: never sealed
+        shutil.chown(path, instr, instr)
+    try:
+        out = hub.ok(instr, nbg, "collect", L01, "--update", cwd=hub.course)
+    finally:
+        notebook.write_bytes(original)
+        shutil.rmtree(unsealed)
+    assert f"Not collected: {folder.name} changed after it was sealed ({NB} changed)" in out, out
+    assert f"Not collected: {unsealed.name} is not sealed by the exchange" in out, out
+    assert not (hub.course / "submitted" / hub.learners[ABSENT]).exists()
+
+
 # ----------------------------------------------------------------- the grader's hub token
 
 ATTACK = """
