@@ -169,6 +169,10 @@ def _autograde(student: str, assignment: str, tries: int = 3) -> tuple[str, str,
     return student, assignment, printable((text.splitlines() or ["unknown error"])[-1], 300), ""
 
 
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
 def _cost(assignment: str) -> int:
     """Order work longest first: later lessons run longer notebooks."""
     return -int(assignment[:2]) if assignment[:2].isdigit() else 0
@@ -216,7 +220,7 @@ def grade(root: pathlib.Path, assignments: list[str] | None = None, jobs: int | 
                 line = (f"{printable(student, 80)} {printable(assignment, 80)}: removed "
                         f"{printable(path, 300)} (a link or special file, not followed)")
                 print(line, file=sys.stderr)
-                log.write(f"{datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')} {line}\n")
+                log.write(f"{_now()} {line}\n")
     from tqdm import tqdm
     context = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context, initializer=_start_worker,
@@ -236,8 +240,7 @@ def grade(root: pathlib.Path, assignments: list[str] | None = None, jobs: int | 
                     else f"{who}: not graded ({error})" if error else "")
             if line:
                 bar.write(line, file=sys.stderr)
-                stamp = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-                log.write(f"{stamp} {line}\n")
+                log.write(f"{_now()} {line}\n")
                 log.flush()
             bar.update()
     return dict(sorted(results.items()))

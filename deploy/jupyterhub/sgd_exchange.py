@@ -218,7 +218,8 @@ class SealedCollect(ExchangeCollect):
             if os.path.lexists(dest):
                 existing = self.coursedir.get_existing_timestamp(dest) if os.path.isdir(dest) else None
                 newer = existing is None or rec["timestamp"] > existing
-                if not (self.update and newer) and not (self.before_duedate and existing != rec["timestamp"]):
+                redo = self.before_duedate and existing != rec["timestamp"]
+                if not (self.update and newer) and not redo:
                     self.log.info("Submission already collected%s: %s %s",
                                   "" if self.update else " (use --update to update)",
                                   printable(student), self.coursedir.assignment_id)

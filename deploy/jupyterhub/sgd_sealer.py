@@ -362,7 +362,8 @@ class Sealer:
         try:
             child = subprocess.Popen(
                 [sys.executable, "-I", os.path.abspath(__file__), "--pack", str(src)],
-                pass_fds=[src], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd="/",
+                pass_fds=[src], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE, cwd="/",
                 user=owner.pw_uid, group=owner.pw_gid, extra_groups=[], umask=0o077,
                 env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}, start_new_session=True)
         finally:
