@@ -11,6 +11,11 @@ two that nbgrader lacks, run from the course folder:
     course grade 01-gradient-descent --jobs 2    # autograde every submission in parallel
     course grade                                 # ... of every assignment (the whole course)
     course report 01-gradient-descent            # per-test-cell summary + totals histogram
+
+A submission nbgrader refuses as tampered with (swapped grade ids, changed locked
+cells, corrupted metadata) is recorded by ``course grade`` with 0 points and the
+reason (printed, and appended to ``logs/course-grade.log``). Whatever comes from a
+submission is printed through ``course.untrusted.printable`` (no control characters).
 """
 
 from __future__ import annotations
@@ -52,6 +57,10 @@ def _report(args: argparse.Namespace) -> int:
         print(f"course report: no graded submissions of {args.assignment!r}", file=sys.stderr)
         return 2
     print(format_report(args.assignment, summary, totals))
+    from course.report import refused_submissions
+    from course.untrusted import printable
+    for student, note in refused_submissions(args.assignment, root):
+        print(f"refused by nbgrader, 0 points: {printable(student, 80)}: {printable(note, 300)}")
     png = pathlib.Path(args.png or root / "reports" / f"{args.assignment}-totals.png")
     print(f"histogram: {plot_totals(totals, sum(c.max_score for c in summary), png)}")
     return 0
@@ -72,9 +81,16 @@ def _grade(args: argparse.Namespace) -> int:
     except FileNotFoundError as exc:
         print(f"course grade: {exc}", file=sys.stderr)
         return 2
-    failed = [f"{s} ({a})" for (s, a), error in results.items() if error]
+    from course.untrusted import printable
+    failed = [f"{printable(s, 80)} ({printable(a, 80)})" for (s, a), o in results.items() if o.error]
+    refused = [(s, a, o.refused) for (s, a), o in results.items() if o.refused]
     print(f"graded {len(results) - len(failed)} of {len(results)} submissions"
+          + (f"; refused by nbgrader and recorded with 0 points: {len(refused)}" if refused else "")
           + (f"; not processed: {', '.join(failed)}" if failed else ""))
+    for student, assignment, reason in refused:
+        print(f"  refused: {printable(student, 80)} ({printable(assignment, 80)}): {reason}")
+    if refused or failed:
+        print(f"details: {(root / 'logs' / 'course-grade.log').resolve()}")
     return 1 if failed else 0
 
 

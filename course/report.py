@@ -6,26 +6,59 @@
   longest lessons first; every pair commits its own grades to nbgrader's
   gradebook, which stays the single record, so a crash loses nothing already
   recorded.
+* A submission nbgrader refuses to grade because it was tampered with
+  (grade ids swapped, locked cells changed, nbgrader metadata corrupted or of
+  another schema version, not a notebook at all) would otherwise be missing
+  from the grades or keep stale ones: :func:`grade` records it in the
+  gradebook through nbgrader's API with 0 points on every cell, flagged, with
+  the reason as the cells' comment, so ``nbgrader export`` lists it with 0, and
+  reports the reason. Before grading, symlinks and special files are removed from
+  every submission (:func:`course.untrusted.remove_non_regular`), never followed.
 * :func:`class_report` reads the gradebook and the autograded notebooks and
   summarises each test cell: pass rate, mean points and the most common
   failure message, plus a PNG histogram of the totals.
+
+Everything printed that comes from a submission (student ids, messages,
+errors) goes through :func:`course.untrusted.printable`.
 """
 
 from __future__ import annotations
 
 import collections
 import concurrent.futures
+import datetime
 import multiprocessing
 import os
 import pathlib
+import re
+import shutil
 import sys
 import warnings
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
 import nbformat
 
+from course.untrusted import printable
+
 LOCKED = "database is locked"
+#: Errors with which nbgrader refuses a notebook whose nbgrader metadata or locked
+#: cells were tampered with (or that is no notebook): the submission gets 0.
+REFUSALS = (
+    "Inconsistent checksums for cell",            # grade ids swapped, locked cell changed
+    "Notebook failed to validate",                # nbgrader metadata corrupted
+    "Duplicate grade id",
+    "does not have a grade_id",
+    "grade_id is empty",
+    "does not have points",
+    "ValidationError",
+    "version of the nbgrader metadata format",    # schema version edited
+    "NotJSONError", "Notebook does not appear to be JSON",
+    "JSONDecodeError", "UnicodeDecodeError",
+)
+_EXCEPTION_LINE = re.compile(r"^\s*([A-Za-z_][\w.]*(?:Error|Exception)): (.+)$")
+_CHANGED = re.compile(r"Attribute '([^']*)' for cell (\S+) has changed")
 
 #: The nbgrader API of this worker process (see :func:`_start_worker`).
 _API: list[Any] = []
@@ -59,8 +92,62 @@ def _start_worker(root: str) -> None:
     _API.append(NbGraderAPI(config=app.config, log_level="ERROR"))
 
 
-def _autograde(student: str, assignment: str, tries: int = 3) -> tuple[str, str, str]:
-    """Autograde one submission in this worker; ``""`` or the reason it failed.
+def refusal_reason(text: str) -> str | None:
+    """Why nbgrader refused a notebook as tampered with, from its log; ``None`` when the
+    failure is of another kind (a crash, a locked database...)."""
+    if not any(marker in text for marker in REFUSALS):
+        return None
+    errors = [m.group(1).rsplit(".", 1)[-1] + ": " + m.group(2).strip()
+              for m in map(_EXCEPTION_LINE.match, text.splitlines()) if m
+              and "NbGraderException" not in m.group(1)]
+    changed = sorted({f"{cell} {attr} changed" for attr, cell in _CHANGED.findall(text)})
+    reason = "; ".join(([errors[-1]] if errors else []) + changed[:5])
+    if not reason:
+        reason = next(line.strip() for line in text.splitlines()
+                      if any(marker in line for marker in REFUSALS))
+    return printable(reason, 300)
+
+
+def record_refused(student: str, assignment: str, reason: str, root: pathlib.Path,
+                   db_url: str | None = None, course_id: str = "") -> float:
+    """Record a refused submission in nbgrader's gradebook: every cell 0 points
+    (auto score 0, no manual score, nothing left to grade by hand), every notebook
+    flagged, the reason as the comment of each answer cell, the submission time from
+    its ``timestamp.txt``. Its autograded copy, if any is left, is removed so that no
+    stale feedback is generated. Returns the submission's score (0)."""
+    from nbgrader.api import Gradebook
+    from nbgrader.utils import parse_utc
+    root = pathlib.Path(root)
+    folder = root / "submitted" / student / assignment
+    timestamp = None
+    try:
+        timestamp = parse_utc((folder / "timestamp.txt").read_text().strip())
+    except (OSError, ValueError):
+        pass
+    note = f"Not graded: nbgrader refused this notebook ({reason}). Score: 0."
+    with Gradebook(db_url or f"sqlite:///{root / 'gradebook.db'}", course_id) as gb:
+        gb.update_or_create_student(student)
+        kw = {"timestamp": timestamp} if timestamp else {}
+        submission = gb.update_or_create_submission(assignment, student, **kw)
+        for notebook in submission.notebooks:
+            notebook.flagged = True
+            for grade in notebook.grades:
+                grade.auto_score, grade.manual_score, grade.extra_credit = 0.0, None, None
+                grade.needs_manual_grade = False
+            for comment in notebook.comments:
+                comment.auto_comment, comment.manual_comment = note, None
+        gb.db.commit()
+        score = float(gb.find_submission(assignment, student).score)
+    autograded = root / "autograded" / student / assignment
+    if autograded.is_dir() and not autograded.is_symlink():
+        shutil.rmtree(autograded)
+    return score
+
+
+def _autograde(student: str, assignment: str, tries: int = 3) -> tuple[str, str, str, str]:
+    """Autograde one submission in this worker: ``(student, assignment, error,
+    refused)``, ``error`` the reason it was not processed, ``refused`` the reason
+    nbgrader refused it as tampered with (then recorded with 0), both ``""`` if graded.
 
     Retried when sqlite is momentarily locked by another worker.
     """
@@ -70,9 +157,20 @@ def _autograde(student: str, assignment: str, tries: int = 3) -> tuple[str, str,
         if result.get("success") or LOCKED not in result.get("error", "") + result.get("log", ""):
             break
     if result.get("success"):
-        return student, assignment, ""
+        return student, assignment, "", ""
+    text = f"{result.get('log') or ''}\n{result.get('error') or ''}"
+    reason = refusal_reason(text)
+    if reason:
+        coursedir = _API[0].coursedir
+        record_refused(student, assignment, reason, pathlib.Path.cwd(), coursedir.db_url,
+                       coursedir.course_id)
+        return student, assignment, "", reason
     text = (result.get("error") or result.get("log") or "unknown error").strip()
-    return student, assignment, (text.splitlines() or ["unknown error"])[-1][:300]
+    return student, assignment, printable((text.splitlines() or ["unknown error"])[-1], 300), ""
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
 def _cost(assignment: str) -> int:
@@ -80,12 +178,28 @@ def _cost(assignment: str) -> int:
     return -int(assignment[:2]) if assignment[:2].isdigit() else 0
 
 
+@dataclass
+class Outcome:
+    """What :func:`grade` did with one submission."""
+
+    error: str = ""        #: why it was not processed (nothing recorded), or ""
+    refused: str = ""      #: why nbgrader refused it as tampered with (recorded: 0), or ""
+
+    def __bool__(self) -> bool:      # true when not processed, as the bare error string was
+        return bool(self.error)
+
+
 def grade(root: pathlib.Path, assignments: list[str] | None = None, jobs: int | None = None,
-          progress: bool = True) -> dict[tuple[str, str], str]:
+          progress: bool = True, log_file: pathlib.Path | None = None,
+          ) -> dict[tuple[str, str], Outcome]:
     """Autograde every submission of ``assignments`` (default: all), ``jobs`` at a time.
 
+    A submission refused as tampered with is recorded with 0 (:func:`record_refused`).
+    Refusals and failures are appended, escaped, to ``log_file`` (default:
+    ``root/logs/course-grade.log``).
+
     Returns:
-        (student, assignment) -> ``""`` when graded, else why nbgrader could not.
+        (student, assignment) -> its :class:`Outcome` (false when processed).
     """
     root = pathlib.Path(root).resolve()
     assignments = assignments or submitted_assignments(root)
@@ -96,22 +210,38 @@ def grade(root: pathlib.Path, assignments: list[str] | None = None, jobs: int | 
         raise FileNotFoundError(f"no submissions of {', '.join(assignments) or 'any assignment'}"
                                 f" in {where}")
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(pairs)))
-    results: dict[tuple[str, str], str] = {}
+    results: dict[tuple[str, str], Outcome] = {}
+    log_file = pathlib.Path(log_file or root / "logs" / "course-grade.log")
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    from course.untrusted import remove_non_regular
+    with log_file.open("a", encoding="utf-8") as log:
+        for student, assignment in pairs:       # never follow a learner's link while grading
+            for path in remove_non_regular(root / "submitted" / student / assignment):
+                line = (f"{printable(student, 80)} {printable(assignment, 80)}: removed "
+                        f"{printable(path, 300)} (a link or special file, not followed)")
+                print(line, file=sys.stderr)
+                log.write(f"{_now()} {line}\n")
     from tqdm import tqdm
     context = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context, initializer=_start_worker,
                                                 initargs=(str(root),)) as pool, \
             tqdm(total=len(pairs), desc="autograde", unit="notebook", disable=not progress,
-                 file=sys.stderr) as bar:
+                 file=sys.stderr) as bar, log_file.open("a", encoding="utf-8") as log:
         futures = {pool.submit(_autograde, s, a): (s, a) for s, a in pairs}
         for fut in concurrent.futures.as_completed(futures):
             try:
-                student, assignment, error = fut.result()
+                student, assignment, error, refused = fut.result()
             except Exception as exc:  # noqa: BLE001 - a dead worker: report, never hide
-                (student, assignment), error = futures[fut], f"grading process failed: {exc!r}"
-            results[(student, assignment)] = error
-            if error:
-                bar.write(f"{student} {assignment}: not graded ({error})", file=sys.stderr)
+                (student, assignment), refused = futures[fut], ""
+                error = printable(f"grading process failed: {exc!r}", 300)
+            results[(student, assignment)] = Outcome(error, refused)
+            who = f"{printable(student, 80)} {printable(assignment, 80)}"
+            line = (f"{who}: refused by nbgrader, recorded with 0 points ({refused})" if refused
+                    else f"{who}: not graded ({error})" if error else "")
+            if line:
+                bar.write(line, file=sys.stderr)
+                log.write(f"{_now()} {line}\n")
+                log.flush()
             bar.update()
     return dict(sorted(results.items()))
 
@@ -174,16 +304,34 @@ def class_report(assignment: str, root: pathlib.Path) -> tuple[list[CellSummary]
     return summary, totals
 
 
+def refused_submissions(assignment: str, root: pathlib.Path) -> list[tuple[str, str]]:
+    """(student, reason) of the submissions :func:`record_refused` recorded with 0."""
+    from nbgrader.api import Gradebook
+    found = []
+    with Gradebook(f"sqlite:///{pathlib.Path(root) / 'gradebook.db'}") as gb:
+        for sub in gb.assignment_submissions(assignment):
+            for nb in sub.notebooks:
+                notes = [c.auto_comment for c in nb.comments
+                         if (c.auto_comment or "").startswith("Not graded: nbgrader refused")]
+                if nb.flagged and notes:
+                    found.append((sub.student_id, notes[0]))
+                    break
+    return sorted(found)
+
+
 def format_report(assignment: str, summary: list[CellSummary], totals: dict[str, float]) -> str:
     """The table printed by ``course report``."""
+    summary = [dataclasses.replace(c, grade_id=printable(c.grade_id, 60),
+                                   common_failure=printable(c.common_failure, 90))
+               for c in summary]
     width = max([len(c.grade_id) for c in summary] + [9])
-    lines = [f"{assignment}: {len(totals)} submissions",
+    lines = [f"{printable(assignment, 80)}: {len(totals)} submissions",
              f"{'test cell':{width}}  {'max':>4}  {'passed':>9}  {'mean':>5}  most common failure"]
     for c in summary:
         rate = f"{c.passed}/{c.submissions}"
         note = f"{c.pending_manual} to grade by hand" if c.pending_manual else c.common_failure
         lines.append(f"{c.grade_id:{width}}  {c.max_score:4g}  {rate:>9}  {c.mean:5.2f}  "
-                     f"{note[:90]}")
+                     f"{note}")
     if totals:
         values = sorted(totals.values())
         lines.append(f"totals: mean {sum(values) / len(values):.2f}, "

@@ -10,6 +10,9 @@
 * Instructors start in ``~/sgd-from-scratch`` (their private copy of
   ``solutions/`` and ``nbgrader_config.py``) with the formgrader.
 * Everyone's nbgrader uses the exchange set up by setup.sh.
+* The hub runs the exchange's sealer (sgd_sealer.py) as a managed service, as
+  root, restarted if it exits: it makes every submission in inbound/ the
+  instructor's, unchangeable by its author, stamped with the exchange's time.
 
 The values come from the settings.json that ``setup.sh install`` writes.
 """
@@ -46,6 +49,14 @@ c.JupyterHub.authenticator_class = "pam"
 c.PAMAuthenticator.allowed_groups = {settings["instructor_group"], settings["learner_group"]}
 c.PAMAuthenticator.admin_groups = set()
 c.LocalAuthenticator.create_system_users = False
+
+# ------------------------------------------------------------------ the exchange's sealer
+_settings_path = os.environ.get("SGDHUB_SETTINGS", "/opt/sgd-hub/etc/settings.json")
+c.JupyterHub.services = [{
+    "name": "sgd-sealer",
+    "command": [f"{settings['venv']}/bin/python", "-I",
+                f"{settings['source']}/deploy/jupyterhub/sgd_sealer.py", "--settings", _settings_path],
+}]
 
 # ------------------------------------------------------------------ single-user servers
 c.JupyterHub.spawner_class = "localprocess"

@@ -28,6 +28,7 @@
 #   etc/settings.json    the values above
 #   etc/jupyter/         nbgrader_config.py for every user (exchange root, course id)
 #   etc/sgd-hub.service  a systemd unit (copy to /etc/systemd/system/ to use it)
+#   run/sgd-sealer.sock  the sealer's socket (sgd_sealer.py, a service the hub runs as root)
 #   hub/                 the hub's database and cookie secret (root only)
 set -euo pipefail
 
@@ -101,8 +102,8 @@ install() {
     getent group "$igroup" >/dev/null || groupadd "$igroup"
     getent group "$lgroup" >/dev/null || groupadd "$lgroup"
     mkdir -p "$exchange" && chmod 1777 "$exchange"
-    mkdir -p "$PREFIX/bin" "$PREFIX/etc/jupyter" "$PREFIX/hub"
-    chmod 0755 "$PREFIX" "$PREFIX/bin" "$PREFIX/etc" "$PREFIX/etc/jupyter"
+    mkdir -p "$PREFIX/bin" "$PREFIX/etc/jupyter" "$PREFIX/hub" "$PREFIX/run"
+    chmod 0755 "$PREFIX" "$PREFIX/bin" "$PREFIX/etc" "$PREFIX/etc/jupyter" "$PREFIX/run"
     chmod 0700 "$PREFIX/hub"
 
     python3 - "$SETTINGS" <<EOF
@@ -120,6 +121,7 @@ json.dump({
     "instructor_group": "$igroup",
     "learner_group": "$lgroup",
     "learner_config": "$SRC/jupyter-config/learner",
+    "sealer_socket": "$PREFIX/run/sgd-sealer.sock",
     "ssl_cert": "${SGDHUB_SSL_CERT:-}",
     "ssl_key": "${SGDHUB_SSL_KEY:-}",
 }, open(sys.argv[1], "w"), indent=1)
@@ -133,9 +135,13 @@ c = get_config()  # noqa: F821
 import sys
 c.Exchange.root = "$exchange"
 c.CourseDirectory.course_id = "$COURSE_ID"
-# submissions readable by their author and the instructor only (sgd_exchange.py)
+# submissions sealed by the hub's sealer (sgd_sealer.py, run as root) right after submit:
+# owned by the instructor, stamped with the exchange's time; collect takes sealed ones
+# only, refuses any changed since, and never follows a symlink (sgd_exchange.py)
 sys.path.insert(0, "$HERE")
 c.ExchangeFactory.submit = "sgd_exchange.PrivateSubmit"
+c.ExchangeFactory.collect = "sgd_exchange.SealedCollect"
+c.PrivateSubmit.sealer_socket = "$PREFIX/run/sgd-sealer.sock"
 EOF
     cat > "$PREFIX/bin/nbgrader" <<EOF
 #!/bin/sh

@@ -3,9 +3,10 @@
 The fixture runs the admin's commands of the README ("Running a class") with
 temporary prefixes: ``setup.sh install`` (the course's venv, the pinned
 configurable-http-proxy, nbgrader's exchange, the hub's configuration),
-``setup.sh add-user`` for one instructor and three learners (real system
+``setup.sh add-user`` for one instructor and six learners (real system
 users, unique names, passwords set with chpasswd), then ``<prefix>/bin/sgd-hub``
-on 127.0.0.1. Teardown stops the hub, the proxy and every process of the test
+on 127.0.0.1, which also starts the exchange's sealer (a managed service, as
+root: deploy/jupyterhub/sgd_sealer.py); the fixture waits for its socket. Teardown stops the hub, the proxy and every process of the test
 users, removes the users (``userdel -r``) and their groups, and restores the
 permissions it changed, also when a test fails.
 
@@ -197,6 +198,30 @@ def _stop(proc: subprocess.Popen, pidfile: pathlib.Path) -> None:
             pass
 
 
+def _wait_for_sealer(sock: pathlib.Path, log: pathlib.Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if sock.is_socket():
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"the sealer's socket {sock} is not there after {timeout} s:\n"
+                       f"{log.read_text()[-3000:]}")
+
+
+def _stop_sealer(settings: pathlib.Path) -> None:
+    """The sealer the hub started with these settings, if the hub left it running."""
+    for proc in pathlib.Path("/proc").glob("[0-9]*"):
+        try:
+            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if str(settings).encode() in cmdline and any(a.endswith(b"sgd_sealer.py") for a in cmdline):
+            try:
+                os.kill(int(proc.name), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
 @pytest.fixture(scope="module")
 def hub():
     reason = _missing_prerequisite()
@@ -207,7 +232,7 @@ def hub():
 
     tag = secrets.token_hex(2)
     instructor = f"sgdhub{tag}-instr"
-    learners = [f"sgdhub{tag}-l{i}" for i in (1, 2, 3)]
+    learners = [f"sgdhub{tag}-l{i}" for i in range(1, 7)]
     groups = [f"sgdhub{tag}-instructors", f"sgdhub{tag}-learners"]
     users = [instructor, *learners]
     base = pathlib.Path(tempfile.mkdtemp(prefix="sgd-hub-", dir="/var/tmp"))
@@ -243,12 +268,14 @@ def hub():
                                     env={k: v for k, v in os.environ.items()
                                          if not k.startswith(("JUPYTER", "SGDHUB"))})
         _wait_for_hub(proc, url, log)
+        _wait_for_sealer(prefix / "run" / "sgd-sealer.sock", log)
         yield Hub(prefix, exchange, url, instructor, learners, passwords, log)
     except subprocess.CalledProcessError as exc:
         raise RuntimeError(f"{' '.join(map(str, exc.cmd))} failed:\n{exc.stdout}\n{exc.stderr}") from exc
     finally:
         if proc is not None:
             _stop(proc, prefix / "hub" / "jupyterhub-proxy.pid")
+            _stop_sealer(prefix / "etc" / "settings.json")
         uids = {uid for uid in map(_uid, users) if uid is not None}
         _kill_processes_of(uids)
         _remove_files_of(uids)

@@ -1,7 +1,7 @@
 """A class on a real JupyterHub: release to feedback through nbgrader's exchange.
 
 On the hub that deploy/jupyterhub/setup.sh sets up (see conftest.py), with one
-instructor and three learners who are real system users, every step runs AS
+instructor and six learners who are real system users, every step runs AS
 that user with nbgrader's own commands (``runuser -u USER -- <prefix>/bin/nbgrader``,
 the venv's nbgrader with the hub's exchange):
 
@@ -14,6 +14,21 @@ the venv's nbgrader with the hub's exchange):
   through its nbgrader_config.py: sandbox kernel, re-verification),
   ``generate_feedback``, ``release_feedback``, ``export``;
 * learners: ``fetch_feedback``.
+
+Three learners attack the exchange and the grading (the red team's holes):
+
+* LATE submits a blank after the due date, then tries to change, replace or
+  re-date her sealed submission (all refused) and forges a back-dated one in
+  ``inbound/``: the exchange's clock dates it, and it is late by nbgrader's rules.
+* LINKS submits symlinks to the solution notebook, the gradebook and
+  /etc/passwd (and a fifo), by ``submit`` and by a hand-made folder in
+  ``inbound/``, plus a symlink named like a submission: none is followed,
+  none reaches ``submitted/`` or her feedback.
+* TOKEN's notebook, autograded in the environment of the instructor's hub
+  terminal, looks for the hub's tokens and calls the hub's and the
+  instructor's server's APIs: it must find no token and reach neither, and the
+  course's nbgrader_config.py stays as it was (this holds once the grading
+  kernel's sandbox clears its environment and has no network).
 
 Then through the hub itself: every user logs in with their PAM password, a
 learner's and the instructor's servers are spawned through the REST API, the
@@ -29,18 +44,23 @@ nor the instructor's solutions.
 from __future__ import annotations
 
 import csv
+import datetime
+import hashlib
 import html
 import json
+import os
 import pathlib
 import pwd
 import re
 import shutil
 import stat
+import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import nbformat
+import nbformat.v4
 import pytest
 import requests
 
@@ -52,7 +72,9 @@ import make_submissions as ms  # noqa: E402
 L01 = ms.L01
 NB = f"{L01}.ipynb"
 #: The learners' roles: who submits what (the third never submits).
-CORRECT, PARTIAL, ABSENT = 0, 1, 2
+CORRECT, PARTIAL, ABSENT, LATE, LINKS, TOKEN = range(6)
+#: nbgrader's timestamp format (in the names of submissions and timestamp.txt).
+TIMESTAMP = "%Y-%m-%d %H:%M:%S.%f %Z"
 
 pytestmark = pytest.mark.xdist_group("hub")
 
@@ -78,6 +100,116 @@ def _solve(path: pathlib.Path, kind: str) -> None:
     owner = path.stat()
     nbformat.write(nb, path)
     shutil.chown(path, owner.st_uid, owner.st_gid)
+
+
+# ----------------------------------------------------------------- the exchange, seen as root
+
+def _inbound(hub) -> pathlib.Path:
+    return hub.exchange / COURSE_ID / "inbound"
+
+
+def _folders_of(hub, learner: str) -> list[pathlib.Path]:
+    return sorted(p for p in _inbound(hub).iterdir() if p.name.startswith(f"{learner}+{L01}+"))
+
+
+def _seal(hub, name: str) -> dict:
+    return json.loads((hub.exchange / COURSE_ID / "sealed" / f"{name}.json").read_text())
+
+
+def _wait_sealed(hub, folder: pathlib.Path, timeout: float = 30) -> dict:
+    """The seal record of ``folder``, once the sealer's sweep has sealed it."""
+    instructor = pwd.getpwnam(hub.instructor).pw_uid
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if folder.lstat().st_uid == instructor:
+                return _seal(hub, folder.name)
+        except (FileNotFoundError, ValueError):
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"{folder.name} not sealed in {timeout} s:\n{hub.log.read_text()[-3000:]}")
+
+
+def _digests(folder: pathlib.Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _secret_path(hub, learner: str) -> pathlib.Path:
+    """The submission secret of her nbgrader submit (her cache), so feedback finds her."""
+    cache = hub.home(learner) / ".local/share/jupyter/nbgrader_cache" / COURSE_ID
+    (path,) = cache.glob(f"{learner}+{L01}+*/submission_secret.txt")
+    return path
+
+
+def _late_learner(hub) -> dict:
+    """After the due date: a blank submitted, then every way to change it tried, then a
+    back-dated forgery made by hand in inbound/."""
+    late, nbg = hub.learners[LATE], hub.nbgrader
+    submit_log = hub.ok(late, nbg, "submit", L01, "--log-level=INFO")
+    (first,) = _folders_of(hub, late)
+    seal = _wait_sealed(hub, first)
+    before = _digests(first)
+    finished = hub.home(late) / "finished.ipynb"
+    shutil.copy(hub.home(late) / L01 / NB, finished)
+    shutil.chown(finished, late, late)
+    _solve(finished, "correct")
+    old = "2020-01-01 00:00:00.000000 UTC"
+    attempts = {
+        "append to the notebook": ["sh", "-c", f'echo x >> "{first / NB}"'],
+        "replace the notebook": ["cp", str(finished), str(first / NB)],
+        "re-date timestamp.txt": ["sh", "-c", f'echo "{old}" > "{first / "timestamp.txt"}"'],
+        "add a file": ["touch", str(first / "extra.txt")],
+        "delete the submission": ["rm", "-rf", str(first)],
+        "rename the submission": ["mv", str(first), f"{first}x"],
+        "make it writable": ["chmod", "-R", "a+rwx", str(first)],
+        "take it over": ["chown", "-R", late, str(first)],
+    }
+    refused = {what: hub.run(late, *cmd).returncode != 0 for what, cmd in attempts.items()}
+    # a forgery: her finished notebook under a back-dated name and timestamp.txt
+    stage, forged = _inbound(hub) / f"stage-{late}", _inbound(hub) / f"{late}+{L01}+{old}+forged"
+    hub.ok(late, "mkdir", str(stage))
+    hub.ok(late, "cp", str(finished), str(stage / NB))
+    hub.ok(late, "cp", str(_secret_path(hub, late)), str(stage / "submission_secret.txt"))
+    hub.ok(late, "sh", "-c", f'echo "{old}" > "{stage / "timestamp.txt"}"')
+    hub.ok(late, "mv", str(stage), str(forged))
+    return {"submit_log": submit_log, "first": first, "seal": seal, "before": before,
+            "refused": refused, "forged": forged, "forged_seal": _wait_sealed(hub, forged)}
+
+
+def _links_learner(hub) -> dict:
+    """Symlinks to the solution notebook, the gradebook and /etc/passwd, and a fifo: in
+    her folder when she submits, added to her sealed submission, in a folder she makes in
+    inbound/ by hand, and a symlink named like a submission pointing at the course."""
+    links, nbg = hub.learners[LINKS], hub.nbgrader
+    work = hub.home(links) / L01
+    targets = {"solution.ipynb": hub.course / "solutions" / L01 / NB,
+               "gradebook.db": hub.course / "gradebook.db", "passwd": pathlib.Path("/etc/passwd")}
+    for name, target in targets.items():
+        hub.ok(links, "ln", "-s", str(target), str(work / name))
+    hub.ok(links, "mkfifo", str(work / "pipe"))
+    submit_log = hub.ok(links, nbg, "submit", L01, "--log-level=INFO")
+    (first,) = _folders_of(hub, links)
+    first_seal = _wait_sealed(hub, first)
+    add_link = hub.run(links, "ln", "-s", str(targets["solution.ipynb"]), str(first / "sol.ipynb"))
+    stage = _inbound(hub) / f"stage-{links}"
+    hub.ok(links, "mkdir", str(stage))
+    hub.ok(links, "cp", str(work / NB), str(stage / NB))
+    hub.ok(links, "cp", str(_secret_path(hub, links)), str(stage / "submission_secret.txt"))
+    for name, target in {**targets, "extra.ipynb": targets["solution.ipynb"]}.items():
+        hub.ok(links, "ln", "-s", str(target), str(stage / name))
+    hub.ok(links, "mkfifo", str(stage / "pipe"))
+    now = datetime.datetime.now(datetime.timezone.utc).strftime(TIMESTAMP)
+    handmade = _inbound(hub) / f"{links}+{L01}+{now}+handmade"
+    hub.ok(links, "mv", str(stage), str(handmade))
+    link = _inbound(hub) / f"{links}+{L01}+{now}+link"
+    hub.ok(links, "ln", "-s", str(hub.course), str(link))
+    seal = _wait_sealed(hub, handmade)
+    deadline = time.monotonic() + 30
+    while os.path.lexists(link) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return {"submit_log": submit_log, "first_seal": first_seal, "add_link": add_link,
+            "handmade": handmade, "seal": seal, "link": link}
 
 
 @pytest.fixture(scope="module")
@@ -107,15 +239,22 @@ def cycle(hub):
     _solve(hub.home(learners[CORRECT]) / L01 / NB, "correct")
     _solve(hub.home(learners[PARTIAL]) / L01 / NB, "partial")
     submitters = [learners[CORRECT], learners[PARTIAL]]
-    step("submit", _parallel, lambda u: hub.ok(u, nbg, "submit", L01, quiet), submitters)
+    submit_logs = dict(zip(submitters, step(
+        "submit", _parallel, lambda u: hub.ok(u, nbg, "submit", L01, "--log-level=INFO"), submitters)))
+    # the due date: now, after those two submissions, before the others
+    due = datetime.datetime.now(datetime.timezone.utc)
+    hub.ok(instr, nbg, "db", "assignment", "add", L01, f"--duedate={due.strftime(TIMESTAMP)}",
+           quiet, cwd=course)
+    time.sleep(0.1)
+    attacks = {"late": step("late", _late_learner, hub), "links": step("links", _links_learner, hub)}
 
     logs = {command: step(command, hub.ok, instr, nbg, command, L01, quiet, cwd=course)
             for command in ("collect", "autograde", "generate_feedback", "release_feedback")}
     hub.ok(instr, nbg, "export", "--to", "grades.csv", quiet, cwd=course)
-    step("fetch_feedback", _parallel,
-         lambda u: hub.ok(u, nbg, "fetch_feedback", L01, quiet), submitters)
+    step("fetch_feedback", _parallel, lambda u: hub.ok(u, nbg, "fetch_feedback", L01, quiet),
+         submitters + [learners[LATE], learners[LINKS]])
     print("hub cycle, seconds per step:", seconds)
-    return {"seconds": seconds, "logs": logs}
+    return {"seconds": seconds, "logs": logs, "submit_logs": submit_logs, "due": due, **attacks}
 
 
 # ----------------------------------------------------------------- grades
@@ -169,7 +308,9 @@ def test_non_submitter_is_recorded_as_missing(hub, cycle):
         assert {s.id for s in gb.students} == set(hub.learners)
         with pytest.raises(MissingEntry):
             gb.find_submission(L01, absent)
-        assert {s.student.id for s in gb.assignment_submissions(L01)} == set(hub.learners[:2])
+        submitted = {s.student.id for s in gb.assignment_submissions(L01)}
+        assert absent not in submitted
+        assert {hub.learners[i] for i in (CORRECT, PARTIAL, LATE, LINKS)} <= submitted
     assert not (hub.course / "submitted" / absent).exists()
 
 
@@ -215,18 +356,22 @@ def _refused(hub, user: str, *cmd: str) -> None:
 
 
 def test_learners_cannot_read_each_other_or_the_solutions(hub, cycle):
-    correct, partial, absent = hub.learners
+    correct, partial, absent = hub.learners[:3]
     inbound = hub.exchange / COURSE_ID / "inbound"
     mine = sorted(p for p in inbound.iterdir() if p.name.startswith(f"{correct}+{L01}+"))
     assert len(mine) == 1, sorted(inbound.iterdir())
     submission = mine[0] / NB
     assert submission.is_file()
     # the exchange: nobody but the instructor lists the inbound or reads a submission in
-    # it, even knowing its name (nbgrader's default would leave it world-readable:
-    # deploy/jupyterhub/sgd_exchange.py)
-    assert stat.S_IMODE(mine[0].stat().st_mode) == 0o770
-    assert mine[0].stat().st_gid == pwd.getpwnam(hub.instructor).pw_gid
-    for other in (partial, absent):
+    # it, even knowing its name, its author included once it is sealed (nbgrader's default
+    # would leave it world-readable and hers: deploy/jupyterhub/sgd_exchange.py, sgd_sealer.py)
+    instructor = pwd.getpwnam(hub.instructor)
+    for folder in (mine[0], *mine[0].rglob("*")):
+        st = folder.lstat()
+        assert (st.st_uid, st.st_gid) == (instructor.pw_uid, instructor.pw_gid), folder
+        assert stat.S_IMODE(st.st_mode) in (0o750, 0o640), (folder, oct(st.st_mode))
+    assert inbound.stat().st_mode & stat.S_ISVTX          # nobody renames others' entries
+    for other in (partial, absent, correct):
         _refused(hub, other, "ls", str(inbound))
         _refused(hub, other, "cat", str(submission))
     assert "01-gradient-descent" in hub.ok(hub.instructor, "ls", str(inbound))
@@ -320,7 +465,208 @@ def test_instructor_server_serves_the_formgrader_on_the_course(servers):
     r = instructor.get("/formgrader/api/assignments")
     assert r.status_code == 200, r.text[:1000]
     (assignment,) = [a for a in r.json() if a["name"] == L01]
-    assert assignment["num_submissions"] == 2, assignment
+    assert assignment["num_submissions"] >= 4, assignment
     disabled = page_config(instructor.get("/lab").text).get("disabledExtensions", {})
     assert not any("nbgrader" in name for name in disabled), disabled
 
+
+
+# ----------------------------------------------------------------- sealed submissions
+
+def test_submissions_are_sealed_with_the_exchange_time(hub, cycle):
+    """Right after submit, the exchange's sealer owns each submission: the learner is
+    told the receive time, the seal record holds it and the files' digests, and the
+    time is the one nbgrader grades with."""
+    from nbgrader.api import Gradebook
+    from nbgrader.utils import parse_utc
+    for who in (CORRECT, PARTIAL):
+        learner = hub.learners[who]
+        assert "sealed by the exchange at" in cycle["submit_logs"][learner], cycle["submit_logs"][learner]
+        (folder,) = _folders_of(hub, learner)
+        seal = _seal(hub, folder.name)
+        assert seal["student"] == learner and seal["uid"] == pwd.getpwnam(learner).pw_uid
+        assert seal["files"] == _digests(folder)
+        assert (folder / "timestamp.txt").read_text() == seal["received"]
+        submitted = hub.course / "submitted" / learner / L01 / "timestamp.txt"
+        assert submitted.read_text() == seal["received"]
+        with Gradebook(f"sqlite:///{hub.course / 'gradebook.db'}") as gb:
+            sub = gb.find_submission(L01, learner)
+            assert sub.timestamp == parse_utc(seal["received"]).replace(tzinfo=None)
+            assert sub.total_seconds_late == 0            # before the due date
+    sealed = hub.exchange / COURSE_ID / "sealed"
+    assert sealed.stat().st_uid == 0 and stat.S_IMODE(sealed.stat().st_mode) == 0o750
+    for learner in hub.learners:
+        _refused(hub, learner, "ls", str(sealed))
+
+
+def test_late_submission_cannot_be_changed_or_back_dated(hub, cycle):
+    """The red team's late blank: after submit she can neither change, replace, re-date,
+    delete nor rename her submission; a back-dated forgery in inbound/ is dated by the
+    exchange's clock, and nbgrader grades her submission late."""
+    from nbgrader.api import Gradebook
+    from nbgrader.utils import parse_utc
+    late, info = hub.learners[LATE], cycle["late"]
+    due = cycle["due"].replace(tzinfo=None)          # nbgrader's times are naive UTC
+    assert "sealed by the exchange at" in info["submit_log"]
+    assert info["refused"] and all(info["refused"].values()), info["refused"]
+    assert info["first"].is_dir() and _digests(info["first"]) == info["before"] == info["seal"]["files"]
+    assert parse_utc(info["seal"]["received"]) > due
+    forged = info["forged_seal"]
+    assert forged["claimed_timestamp"].startswith("2020-01-01")
+    received = parse_utc(forged["received"])
+    assert received > due and (info["forged"] / "timestamp.txt").read_text() == forged["received"]
+    assert (hub.course / "submitted" / late / L01 / "timestamp.txt").read_text() == forged["received"]
+    with Gradebook(f"sqlite:///{hub.course / 'gradebook.db'}") as gb:
+        sub = gb.find_submission(L01, late)
+        assert sub.timestamp == received, (sub.timestamp, received)
+        assert sub.total_seconds_late > 0, (sub.timestamp, sub.duedate)
+    row = _export(hub)[late]
+    assert row["timestamp"] and not row["timestamp"].startswith("2020"), row
+
+
+def test_symlinks_are_never_followed(hub, cycle):
+    """Symlinks (to the solution notebook, the gradebook, /etc/passwd) and fifos: left
+    out by submit, refused in a sealed submission, removed by the sealer from a
+    hand-made one, a symlink named like a submission rejected; none reaches
+    submitted/, autograded/ or her feedback."""
+    links, info = hub.learners[LINKS], cycle["links"]
+    for name, kind in (("solution.ipynb", "symlink"), ("gradebook.db", "symlink"),
+                       ("passwd", "symlink"), ("pipe", "fifo")):
+        assert f"Not submitted: {name} is a {kind}" in info["submit_log"], info["submit_log"]
+    assert info["add_link"].returncode != 0
+    assert sorted(map(tuple, info["seal"]["removed"])) == [
+        ("extra.ipynb", "symlink"), ("gradebook.db", "symlink"), ("passwd", "symlink"),
+        ("pipe", "fifo"), ("solution.ipynb", "symlink")]
+    assert not os.path.lexists(info["link"]), "a symlink named like a submission is still there"
+    assert "rejected" in hub.log.read_text()
+    for top in ("submitted", "autograded", "feedback"):
+        for path in (hub.course / top).rglob("*"):
+            assert not path.is_symlink() and (path.is_file() or path.is_dir()), path
+    files = sorted(p.name for p in (hub.course / "submitted" / links / L01).iterdir())
+    assert files == [NB, "submission_secret.txt", "timestamp.txt"], files
+    fetched = [p for p in (hub.home(links) / L01 / "feedback").rglob("*") if not p.is_dir()]
+    assert [p.name for p in fetched] == [f"{L01}.html"], fetched
+    for path in fetched:
+        text = path.read_bytes()
+        for secret in (b"BEGIN HIDDEN TESTS", b"SQLite format 3", b"root:x:0:0"):
+            assert secret not in text, (path, secret)
+
+
+def test_collect_refuses_changed_and_unsealed_submissions(hub, cycle):
+    """A sealed submission changed afterwards (here by root) is refused by collect, named
+    with what changed; a folder the sealer never sealed is skipped, named."""
+    instr, nbg = hub.instructor, hub.nbgrader
+    (folder,) = _folders_of(hub, hub.learners[PARTIAL])
+    notebook = folder / NB
+    original = notebook.read_bytes()
+    notebook.write_bytes(original + b"\n")
+    unsealed = _inbound(hub) / f"{hub.learners[ABSENT]}+{L01}+2020-01-01 00:00:00.000000 UTC+x"
+    unsealed.mkdir()
+    shutil.copy(hub.exchange / COURSE_ID / "outbound" / L01 / NB, unsealed / NB)
+    for path in (unsealed, unsealed / NB):                 # the instructor's: never sealed
+        shutil.chown(path, instr, instr)
+    try:
+        out = hub.ok(instr, nbg, "collect", L01, "--update", cwd=hub.course)
+    finally:
+        notebook.write_bytes(original)
+        shutil.rmtree(unsealed)
+    assert f"Not collected: {folder.name} changed after it was sealed ({NB} changed)" in out, out
+    assert f"Not collected: {unsealed.name} is not sealed by the exchange" in out, out
+    assert not (hub.course / "submitted" / hub.learners[ABSENT]).exists()
+
+
+# ----------------------------------------------------------------- the grader's hub token
+
+ATTACK = """
+import json as _j, os as _o, urllib.request as _u
+_env = sorted(k for k in _o.environ if "TOKEN" in k.upper() or k.startswith(("JUPYTERHUB", "JPY")))
+_tok = (_o.environ.get("JUPYTERHUB_API_TOKEN") or _o.environ.get("JUPYTER_TOKEN")
+        or _o.environ.get("JPY_API_TOKEN") or "none")
+_net = {{}}
+for _name, _url, _method in {targets!r}:
+    _body = (_j.dumps({{"type": "file", "format": "text", "content": "c = get_config()  # owned"}}).encode()
+             if _method == "PUT" else None)
+    try:
+        _req = _u.Request(_url, data=_body, method=_method, headers={{
+            "Authorization": "token " + _tok, "Content-Type": "application/json"}})
+        with _u.urlopen(_req, timeout=3) as _r:
+            _net[_name] = _r.status
+    except _u.HTTPError as _e:
+        _net[_name] = _e.code
+    except Exception as _e:
+        _net[_name] = type(_e).__name__
+print("SGD-ATTACK " + _j.dumps({{"env": _env, "net": _net}}))
+"""
+
+
+def _server_environment(hub, user: str) -> dict[str, str]:
+    """The environment of ``user``'s single-user server: what a hub terminal inherits."""
+    uid = pwd.getpwnam(user).pw_uid
+    for proc in pathlib.Path("/proc").glob("[0-9]*"):
+        try:
+            if proc.stat().st_uid != uid or b"jupyterhub-singleuser" not in (proc / "cmdline").read_bytes():
+                continue
+            raw = (proc / "environ").read_bytes()
+        except OSError:
+            continue
+        return dict(item.split("=", 1) for item in raw.decode().split("\0") if "=" in item)
+    raise AssertionError(f"no server process of {user}")
+
+
+@pytest.fixture(scope="module")
+def token_attack(hub, servers):
+    """TOKEN's notebook tries the tokens and the APIs while the instructor autogrades it
+    from a hub terminal (the environment of her server, JUPYTER_TOKEN added)."""
+    instr, learner, nbg = hub.instructor, hub.learners[TOKEN], hub.nbgrader
+    env = _server_environment(hub, instr)
+    token = env["JUPYTERHUB_API_TOKEN"]
+    # the token is real: outside the grading kernel it opens the hub's API
+    control = requests.get(f"{hub.url}/hub/api/user", headers={"Authorization": f"token {token}"},
+                           timeout=10)
+    assert control.status_code == 200, control.text
+    terminal = {**env, "JUPYTER_TOKEN": token, "TERM": "xterm-256color",
+                "PATH": f"{hub.prefix}/bin:{env.get('PATH', '/usr/bin:/bin')}"}
+    targets = [("hub", f"{hub.url}/hub/api/user", "GET"),
+               ("server", f"{hub.url}/user/{instr}/api/contents/nbgrader_config.py", "PUT")]
+    if env.get("JUPYTERHUB_API_URL"):
+        targets.append(("hub-internal", env["JUPYTERHUB_API_URL"].rstrip("/") + "/user", "GET"))
+    if env.get("JUPYTERHUB_SERVICE_URL"):
+        targets.append(("server-direct", env["JUPYTERHUB_SERVICE_URL"].rstrip("/")
+                        + "/api/contents/nbgrader_config.py", "PUT"))
+    path = hub.home(learner) / L01 / NB
+    nb = nbformat.read(path, as_version=4)
+    nb.cells.insert(1, nbformat.v4.new_code_cell(ATTACK.format(targets=targets)))
+    nbformat.write(nb, path)
+    shutil.chown(path, learner, learner)
+    hub.ok(learner, nbg, "submit", L01, "--log-level=WARN")
+    config = hub.course / "nbgrader_config.py"
+    before = config.read_bytes()
+    hub.ok(instr, nbg, "collect", L01, "--log-level=WARN", cwd=hub.course)
+    proc = subprocess.run([shutil.which("runuser"), "-u", instr, "--", nbg, "autograde", L01,
+                           f"--student={learner}", "--force", "--log-level=WARN"],
+                          cwd=hub.course, env=terminal, capture_output=True, text=True, timeout=600)
+    graded = hub.course / "autograded" / learner / L01 / NB
+    report = None
+    if graded.exists():
+        for cell in nbformat.read(graded, as_version=4).cells:
+            for out in cell.get("outputs", []):
+                match = re.search(r"SGD-ATTACK (\{.*\})", out.get("text", ""))
+                report = json.loads(match.group(1)) if match else report
+    return {"before": before, "after": config.read_bytes(), "report": report, "proc": proc,
+            "targets": targets, "control": control.json()}
+
+
+def test_grading_kernel_gets_no_hub_token_and_no_network(hub, token_attack):
+    """Autograde run from the instructor's hub terminal: the submission's code finds
+    no token in its environment, reaches neither the hub nor the instructor's server,
+    and the course's nbgrader_config.py is unchanged. (Needs the grading kernel's
+    sandbox: cleared environment, no network.)"""
+    proc, report = token_attack["proc"], token_attack["report"]
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert report is not None, "the attack cell did not run (no SGD-ATTACK line)"
+    assert token_attack["after"] == token_attack["before"], \
+        f"nbgrader_config.py was changed; the kernel saw {report}"
+    assert report["env"] == [], f"the grading kernel sees {report['env']}"
+    reached = {name: status for name, status in report["net"].items() if isinstance(status, int)}
+    assert not reached, f"the grading kernel reached {reached}"
+    assert set(report["net"]) == {name for name, _, _ in token_attack["targets"]}
