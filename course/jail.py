@@ -55,7 +55,6 @@ import functools
 import os
 import pathlib
 import pwd
-import grp
 import shutil
 import subprocess
 import sys

@@ -40,6 +40,7 @@ from traitlets import Bool, Float
 
 from course.render import configure_rendering
 from course.sandbox import KERNEL_NAME
+from course.untrusted import printable, remove_non_regular
 from course.verify import banned_constructs, learner_source, lesson_module, verify
 
 CELL_TIMEOUT = 60
@@ -76,7 +77,7 @@ class ReVerify(NbGraderPreprocessor):
         student = resources["nbgrader"].get("student")
         suspicious = banned_constructs("\n".join(learner_source(nb)))
         if suspicious:       # advisory: for the instructor's eyes, not part of the verdict
-            self.log.warning("%s uses %s", student, ", ".join(suspicious))
+            self.log.warning("%s uses %s", printable(student), ", ".join(suspicious))
         for gid, (ok, message) in verify(nb, assignment, root, timeout=self.timeout).items():
             cell = cells.get(gid)
             if cell is None or ok:
@@ -86,7 +87,7 @@ class ReVerify(NbGraderPreprocessor):
             failed = any(o.output_type == "error" for o in cell.get("outputs", []))
             cell.outputs.insert(len(cell.outputs) if failed else 0,
                                 _error("ReVerificationFailed", message))
-            self.log.warning("%s %s: %s", student, gid, message)
+            self.log.warning("%s %s: %s", printable(student), gid, printable(message))
         return nb, resources
 
 
@@ -191,6 +192,24 @@ def sandbox_kernel_available() -> bool:
     return KERNEL_NAME in KernelSpecManager().find_kernel_specs()
 
 
+def _without_links(init_assignment: Any) -> Any:
+    """Wrap nbgrader's ``Autograde.init_assignment`` so that links, fifos and
+    devices in a submission are removed before nbgrader copies it (it copies
+    with the grader's rights and follows links: a link to the gradebook would
+    bring the gradebook into the graded folder)."""
+    if getattr(init_assignment, "_course_without_links", False):
+        return init_assignment
+
+    def init(self: Any, assignment_id: str, student_id: str) -> None:
+        source = self._format_source(assignment_id, student_id)
+        for path in remove_non_regular(source) if os.path.lexists(source) else []:
+            self.log.warning("removed from %s's submission (not a regular file): %s",
+                             printable(student_id), printable(path))
+        init_assignment(self, assignment_id, student_id)
+    init._course_without_links = True  # type: ignore[attr-defined]
+    return init
+
+
 def configure(c: Any) -> None:
     """Apply the course's grading configuration to nbgrader's config object ``c``."""
     # nbgrader 0.9.6 with SQLAlchemy 2 warns on every autograde about its own
@@ -203,6 +222,8 @@ def configure(c: Any) -> None:
     # no network at all in the kernel (course.sandbox).
     c.KernelManager.transport = "ipc"
     c.OverwriteCells.add_missing_cells = True
+    from nbgrader.converters import Autograde
+    Autograde.init_assignment = _without_links(Autograde.init_assignment)
     c.Autograde.autograde_preprocessors = [
         CourseExecute, ReVerify, IgnorePattern, ClearMetadataPreprocessor, LimitOutput,
         SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]

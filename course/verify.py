@@ -694,43 +694,6 @@ def _neutralize(obj: Any, dotted: str) -> None:
 
 # --------------------------------------------------------------- parent side
 
-def sandbox_prefix(hidden: list[pathlib.Path],
-                   scratch: pathlib.Path | None = None) -> list[str]:
-    """A bubblewrap command prefix, or [] where bubblewrap is unavailable.
-
-    Inside: the whole file system read-only (so the course, its venv and
-    Python stay usable wherever they live, /tmp included), ``hidden`` paths
-    emptied, ``scratch`` the one writable folder (use it as TMPDIR), no
-    network, own pid namespace.
-    """
-    bwrap = shutil.which("bwrap")
-    if not bwrap or os.environ.get("COURSE_NO_SANDBOX"):
-        return []
-    # --cap-drop ALL: run as root, bubblewrap would otherwise keep root's
-    # capabilities inside, enough to remount / read-write or to write another
-    # process's memory (bubblewrap also sets no_new_privs: none come back on exec).
-    args = [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
-            "--unshare-net", "--unshare-pid", "--die-with-parent", "--new-session",
-            "--cap-drop", "ALL"]
-    for path in hidden:
-        if path.is_dir():
-            args += ["--tmpfs", str(path)]
-        elif path.exists():
-            args += ["--ro-bind", "/dev/null", str(path)]
-    if scratch is not None:
-        args += ["--bind", str(scratch), str(scratch)]
-    if subprocess.run(args + ["true"], capture_output=True).returncode != 0:
-        return []
-    return args
-
-
-def course_secrets(root: pathlib.Path = REPO) -> list[pathlib.Path]:
-    """What graded code must never see or touch under the course root."""
-    names = ("solutions", "source", "submitted", "autograded", "feedback", "gradebook.db",
-             "downloaded", ".nbgrader.log", ".git", "tests", ".grading-cache")
-    return [root / n for n in names]
-
-
 def _seed_font_cache(scratch: pathlib.Path) -> None:
     """Copy matplotlib's font list into the child's config dir (saves a rebuild per run)."""
     try:
@@ -742,20 +705,32 @@ def _seed_font_cache(scratch: pathlib.Path) -> None:
 
 
 class Zygote:
-    """A sandboxed ``python -m course.verify --zygote SOCK`` (see :func:`_zygote`):
-    one fresh, forked child per verification, without paying for the imports
+    """A ``python -m course.verify --zygote SOCK`` (see :func:`_zygote`) in
+    the allow-list jail (:mod:`course.jail`: the Python install, the venv
+    and the ``course`` package read-only, its scratch folder the one
+    writable place, no network, a cleared environment, never root): one
+    fresh, forked child per verification, without paying for the imports
     every time. One request at a time; bubblewrap ends it with its parent."""
 
-    def __init__(self, hidden: list[pathlib.Path]):
+    def __init__(self) -> None:
         import socket
+
+        from course import jail
         self.scratch = tempfile.mkdtemp(prefix="sgd-verify-")
         _seed_font_cache(pathlib.Path(self.scratch))
-        env = dict(os.environ, MPLBACKEND="Agg", MPLCONFIGDIR=self.scratch, TMPDIR=self.scratch,
-                   PYTHONHASHSEED="0", OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+        settings = {"MPLBACKEND": "Agg", "MPLCONFIGDIR": self.scratch, "TMPDIR": self.scratch,
+                    "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1"}
         self.sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        cmd = sandbox_prefix(hidden, pathlib.Path(self.scratch)) + [
-            os.path.abspath(sys.executable), "-m", "course.verify", "--zygote",
-            str(theirs.fileno())]
+        argv = [os.path.abspath(sys.executable), "-m", "course.verify", "--zygote",
+                str(theirs.fileno())]
+        if jail.available():
+            jail.prepare(self.scratch)
+            cmd, env = jail.command(argv, rw=[self.scratch],
+                                    env=settings), None
+        else:
+            print("course.verify: bubblewrap unavailable, re-verification NOT sandboxed",
+                  file=sys.stderr)
+            cmd, env = argv, dict(os.environ, **settings)
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL, env=env, cwd=self.scratch,
                                      pass_fds=(theirs.fileno(),))
@@ -848,30 +823,27 @@ def _read_line(sock: Any, deadline: float) -> bytes:
     return buf
 
 
-_ZYGOTES: dict[tuple[str, ...], list[Zygote]] = {}
+_ZYGOTES: list[Zygote] = []
 _ZYGOTES_LOCK = threading.Lock()
 
 
-def _zygote_for(hidden: list[pathlib.Path]) -> Zygote:
-    """An idle zygote with these hidden paths, locked for the caller (new if none)."""
-    key = tuple(sorted(str(h) for h in hidden))
+def _zygote_for() -> Zygote:
+    """An idle zygote, locked for the caller (new if none)."""
     with _ZYGOTES_LOCK:
-        pool = _ZYGOTES.setdefault(key, [])
-        pool[:] = [z for z in pool if z.alive()]
-        for z in pool:
+        _ZYGOTES[:] = [z for z in _ZYGOTES if z.alive()]
+        for z in _ZYGOTES:
             if z.lock.acquire(blocking=False):
                 return z
-        z = Zygote(hidden)
+        z = Zygote()
         z.lock.acquire()
-        pool.append(z)
+        _ZYGOTES.append(z)
         return z
 
 
 @atexit.register
 def _close_zygotes() -> None:
-    for pool in _ZYGOTES.values():
-        for z in pool:
-            z.close()
+    for z in _ZYGOTES:
+        z.close()
 
 
 #: Deepest nesting accepted in a child's reply (probe values are shallow).
@@ -930,13 +902,13 @@ def run_child(assignment: str, source: list[str], grade_ids: list[str],
               seed: int = 0) -> dict[str, dict[str, Any]]:
     """Run the harness in a fresh (sandboxed, forked) interpreter; never raises.
 
-    ``root`` is the course folder being graded; its secrets are hidden too.
+    ``root`` is the course folder being graded (nothing of it is visible to
+    graded code: the jail binds the ``course`` package only).
     """
     spec = {"assignment": assignment, "source": source, "grade_ids": grade_ids, "seed": seed,
             "step_seconds": max(2.0, min(STEP_SECONDS, timeout / 4))}
-    hidden = course_secrets() + (course_secrets(root) if root else [])
     crashed = "the re-run of your code crashed before reporting (did it exit the process?)"
-    zygote = _zygote_for(hidden)
+    zygote = _zygote_for()
     try:
         output, timed_out = zygote.request(assignment[:2], spec, timeout)
         reason = f"timed out after {timeout:g} s (an infinite loop?)" if timed_out else crashed

@@ -50,7 +50,7 @@ import nbformat
 import pytest
 
 from course.nbgrader_plugin import CELL_TIMEOUT, ReVerify, sandbox_kernel_available
-from course.verify import sandbox_prefix
+from course import jail
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent / "fixtures"))
 import make_submissions as ms  # noqa: E402
@@ -69,7 +69,7 @@ SECRET = "INSTRUCTOR-SECRET-7f3a9c"     # planted in the grading account's files
 ZIP_REGEXP = (r".*/(?P<student_id>[\w-]+)_attempt_(?P<timestamp>[0-9T]+)_"
               r"(?P<file_id>[\w-]+)\.ipynb")
 
-SANDBOX = bool(sandbox_prefix([])) and sandbox_kernel_available()
+SANDBOX = jail.available() and sandbox_kernel_available()
 NO_SANDBOX_REASON = ("no sandbox (bubblewrap missing or unusable, COURSE_NO_SANDBOX set, or "
                      "the sgd-sandbox kernel not installed): "
                      "without the sandbox nothing stops a submission from reading the "
