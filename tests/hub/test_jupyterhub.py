@@ -579,7 +579,9 @@ def test_collect_refuses_changed_and_unsealed_submissions(hub, cycle):
 
 ATTACK = """
 import json as _j, os as _o, urllib.request as _u
-_env = sorted(k for k in _o.environ if "TOKEN" in k.upper() or k.startswith(("JUPYTERHUB", "JPY")))
+# (JPY_PARENT_PID=1 is the sandbox's own: it tells ipykernel it has a parent)
+_env = sorted(k for k in _o.environ if "TOKEN" in k.upper() or k.startswith(("JUPYTERHUB", "JPY"))
+              and k != "JPY_PARENT_PID")
 _tok = (_o.environ.get("JUPYTERHUB_API_TOKEN") or _o.environ.get("JUPYTER_TOKEN")
         or _o.environ.get("JPY_API_TOKEN") or "none")
 _net = {{}}
