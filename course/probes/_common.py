@@ -81,6 +81,26 @@ def same_storage(a: Any, b: Any) -> bool:
     return bool(sa.data_ptr() == sb.data_ptr())
 
 
+_DEFAULT_RNG = np.random.default_rng     # numpy's own, before learner code could patch it
+
+
+def probe_rng(seed: int, salt: int) -> np.random.Generator:
+    """The numpy generator of one probe, drawn from the verification's seed
+    (sizes, hyperparameters and the seeds of its torch generators); ``salt``
+    keeps the probes of one lesson apart."""
+    return _DEFAULT_RNG([salt, seed])
+
+
+def sub_seed(rng: np.random.Generator) -> int:
+    """A seed for a torch generator, drawn from ``rng``."""
+    return int(rng.integers(2 ** 62))
+
+
+def uniform(rng: np.random.Generator, low: float, high: float) -> float:
+    """A float drawn uniformly from [low, high)."""
+    return float(rng.uniform(low, high))
+
+
 def generator(seed: int) -> torch.Generator:
     """A CPU generator seeded with ``seed`` (probes never use the global RNG)."""
     return torch.Generator().manual_seed(seed)

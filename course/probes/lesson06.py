@@ -45,6 +45,7 @@ import torch
 import torch._dynamo  # noqa: F401 - loaded now (the first optimizer loads it lazily)
 from torch import nn
 
+from course.probes._common import probe_rng, sub_seed, uniform
 from course.probes._common import (COURSE_SGD, TORCH_SGD, as_float, generator, real, snap,
                                    type_name)
 from course.sgd import option_grid
@@ -57,21 +58,7 @@ __builtins__ = dict(vars(builtins))  # noqa: A001
 FORBIDDEN = [*TORCH_SGD, *COURSE_SGD, "course.momentum.torch_momentum_step"]
 
 _F32, _F64 = torch.float32, torch.float64
-_DEFAULT_RNG = np.random.default_rng
-
-
-def _rng(seed: int, salt: int) -> np.random.Generator:
-    """The numpy generator of one probe, drawn from the verification's seed
-    (hyperparameters, shapes, and the seeds of its torch generators)."""
-    return _DEFAULT_RNG([salt, seed])
-
-
-def _sub_seed(rng: np.random.Generator) -> int:
-    return int(rng.integers(2 ** 62))
-
-
-def _u(rng: np.random.Generator, low: float, high: float) -> float:
-    return float(rng.uniform(low, high))
+_rng, _sub_seed, _u = probe_rng, sub_seed, uniform
 
 
 def _shape(rng: np.random.Generator, min_ndim: int = 1, max_ndim: int = 3) -> tuple[int, ...]:

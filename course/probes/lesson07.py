@@ -31,6 +31,7 @@ import torch
 import torch._dynamo  # noqa: F401 - loaded now (the first optimizer loads it lazily)
 from torch import nn
 
+from course.probes._common import probe_rng, sub_seed, uniform
 from course.probes._common import generator, real, snap, type_name
 from course.verify import Probe
 
@@ -43,21 +44,7 @@ FORBIDDEN = ["course.training.train_step", "course.training.accuracy",
              "course.training.lr_sweep", "course.training.fit"]
 
 
-_DEFAULT_RNG = np.random.default_rng
-
-
-def _rng(seed: int, salt: int) -> np.random.Generator:
-    """The numpy generator of one probe, drawn from the verification's seed
-    (sizes, hyperparameters, and the seeds of its torch generators)."""
-    return _DEFAULT_RNG([salt, seed])
-
-
-def _sub_seed(rng: np.random.Generator) -> int:
-    return int(rng.integers(2 ** 62))
-
-
-def _u(rng: np.random.Generator, low: float, high: float) -> float:
-    return float(rng.uniform(low, high))
+_rng, _sub_seed, _u = probe_rng, sub_seed, uniform
 
 
 def _n(rng: np.random.Generator, low: int, high: int) -> int:

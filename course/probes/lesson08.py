@@ -34,6 +34,7 @@ import numpy as np
 import torch
 import torch._dynamo  # noqa: F401 - loaded now (the first optimizer loads it lazily)
 
+from course.probes._common import probe_rng, sub_seed, uniform
 from course.probes._common import (COURSE_SGD, TORCH_SGD, generator, pair, same_storage, snap,
                                    type_name)
 from course.timing import count_ops
@@ -48,21 +49,7 @@ FORBIDDEN = [*TORCH_SGD, *[n for n in COURSE_SGD if n != "course.optim.SGD"],
              "course.momentum.torch_momentum_step"]
 
 
-_DEFAULT_RNG = np.random.default_rng
-
-
-def _rng(seed: int, salt: int) -> np.random.Generator:
-    """The numpy generator of one probe, drawn from the verification's seed
-    (sizes, hyperparameters, and the seeds of its torch generators)."""
-    return _DEFAULT_RNG([salt, seed])
-
-
-def _sub_seed(rng: np.random.Generator) -> int:
-    return int(rng.integers(2 ** 62))
-
-
-def _u(rng: np.random.Generator, low: float, high: float) -> float:
-    return float(rng.uniform(low, high))
+_rng, _sub_seed, _u = probe_rng, sub_seed, uniform
 
 
 def _shape(rng: np.random.Generator, max_ndim: int = 3) -> tuple[int, ...]:
