@@ -18,7 +18,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import os
 import pathlib
@@ -41,7 +40,7 @@ from traitlets import Bool, Float
 from course.render import configure_rendering
 from course.sandbox import KERNEL_NAME
 from course.untrusted import printable, remove_non_regular
-from course.verify import banned_constructs, learner_source, lesson_module, verify
+from course.verify import banned_constructs, has_probes, learner_source, verify
 
 CELL_TIMEOUT = 60
 NOTEBOOK_TIMEOUT = 600
@@ -71,7 +70,7 @@ class ReVerify(NbGraderPreprocessor):
             # submission can make a test's docstring an execute_result (e.g. with
             # ast_node_interactivity = "all") and so claim full marks: drop them.
             cell.outputs = [o for o in cell.get("outputs", []) if o.output_type != "execute_result"]
-        if not self.enabled or importlib.util.find_spec(lesson_module(assignment)) is None:
+        if not self.enabled or not has_probes(assignment):
             return nb, resources
         root = pathlib.Path.cwd()        # nbgrader runs from the course folder
         student = resources["nbgrader"].get("student")

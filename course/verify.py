@@ -43,6 +43,7 @@ import base64
 import concurrent.futures
 import builtins
 import dataclasses
+import functools
 import importlib
 import importlib.util
 import io
@@ -64,6 +65,9 @@ import types
 from typing import Any, Callable
 
 import numpy as np
+
+from course import exercises
+from course.exercises import observations
 
 #: In the child, the learner's code may patch builtins (``type``, ``isinstance``)
 #: or library functions; the harness keeps its own copies, taken at import,
@@ -101,8 +105,31 @@ class Probe:
 # --------------------------------------------------------------- source
 
 def lesson_module(assignment: str) -> str:
-    """``"04-momentum"`` -> ``"course.probes.lesson04"``."""
+    """``"04-momentum"`` -> ``"course.probes.lesson04"`` (lessons without specs)."""
     return f"course.probes.lesson{assignment[:2]}"
+
+
+def _observe(exercise: Any, ns: dict[str, Any], seed: int) -> list[Any]:
+    """A probe derived from an exercise spec: observe the learner's definition
+    on the visible cases and the hidden ones drawn for ``seed``."""
+    return observations(exercise, ns[exercise.name], seed)
+
+
+def lesson_probes(assignment: str) -> tuple[dict[str, Probe], list[str]]:
+    """The probes of an assignment (grade_id -> Probe, derived from its
+    exercise specs) and the answer keys disabled while it is graded."""
+    specs = exercises.lesson(assignment)
+    if specs is not None:
+        return ({ex.grade_id: Probe(functools.partial(_observe, ex), ex.rtol, ex.atol)
+                 for ex in specs.EXERCISES}, list(specs.FORBIDDEN))
+    module = importlib.import_module(lesson_module(assignment))
+    return module.PROBES, list(getattr(module, "FORBIDDEN", ()))
+
+
+def has_probes(assignment: str) -> bool:
+    """Whether an assignment's test cells are re-verified."""
+    return exercises.lesson(assignment) is not None or \
+        importlib.util.find_spec(lesson_module(assignment)) is not None
 
 
 def learner_source(nb: Any) -> list[str]:
@@ -272,7 +299,7 @@ def _same(actual: Any, expected: Any, probe: Probe) -> bool:
 
 #: What the zygote imports before it forks: everything a verification needs
 #: that takes time to import (torch alone takes about a second).
-_PRELOAD = ("torch", "torch.optim", "numpy", "matplotlib.pyplot", "course.probes._common",
+_PRELOAD = ("torch", "torch.optim", "numpy", "matplotlib.pyplot", "course.exercises",
             "course.seccomp")
 
 #: Limits of one re-verification child (bytes): its memory (address space:
@@ -388,13 +415,13 @@ def _child(spec_fd: int, out_fd: int) -> None:
 def _serve(spec: dict[str, Any], out: Any) -> None:
     """One verification: probes first, then the learner's code, then the probes;
     a JSON line per probe to ``out``."""
-    module = importlib.import_module(lesson_module(spec["assignment"]))
-    runs = {gid: probe.run for gid, probe in module.PROBES.items()}
+    probes, forbidden = lesson_probes(spec["assignment"])
+    runs = {gid: probe.run for gid, probe in probes.items()}
     _torch_originals()
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
     os.dup2(devnull, 2)
-    _disable(list(ALWAYS_FORBIDDEN) + list(getattr(module, "FORBIDDEN", ())))
+    _disable(list(ALWAYS_FORBIDDEN) + forbidden)
     _preimport(spec["source"])
     _lock_down()
     # The learner's code runs in a fresh ``__main__`` module, as in a notebook
@@ -987,7 +1014,7 @@ def expected_results(assignment: str, source: list[str], seed: int,
     Computed in a fresh interpreter for every verification (never cached: the
     inputs are new each time), and never shown to graded code.
     """
-    probes = importlib.import_module(lesson_module(assignment)).PROBES
+    probes, _ = lesson_probes(assignment)
     results = run_child(assignment, source, sorted(probes), 300, root, seed)
     bad = {g: r for g, r in results.items() if "ok" not in r}
     if bad:
@@ -1023,11 +1050,10 @@ def verify(nb: Any, assignment: str, root: pathlib.Path = REPO,
     Returns:
         grade_id -> (passed, message) for each test cell that has a probe.
     """
-    module = importlib.import_module(lesson_module(assignment))
-    probes: dict[str, Probe] = module.PROBES
+    probes, answer_keys = lesson_probes(assignment)
     reference = solution_source(solution_path(assignment, root))
     names = defined_names(reference)
-    forbidden = frozenset([*ALWAYS_FORBIDDEN, *getattr(module, "FORBIDDEN", ())])
+    forbidden = frozenset([*ALWAYS_FORBIDDEN, *answer_keys])
     seed = draw_seed() if seed is None else seed
     source = learner_source(nb)
     with concurrent.futures.ThreadPoolExecutor(2) as pool:

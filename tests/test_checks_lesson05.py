@@ -2,7 +2,7 @@
 every classic mistake with that mistake's own diagnosis.
 
 The wrong implementations below are written the way a learner would write
-them (not taken from :mod:`course.checks.mistakes`), so these tests also show
+them (not taken from :mod:`course.exercises.sgd_mistakes`), so these tests also show
 that the mutant library recognises real code.
 """
 
@@ -24,7 +24,7 @@ from course.checks import (
     check_sgd_update,
     check_ulp_distance,
 )
-from course.checks.mistakes import (
+from course.exercises.sgd_mistakes import (
     BEHAVIOUR_MISTAKES,
     MISTAKES,
     ROUNDING,
@@ -594,7 +594,7 @@ def test_sgd_update_failing_message_names_case_and_step():
 
 
 # --------------------------------------------------------------------------
-# The mutant library itself (course.checks.mistakes)
+# The mutant library itself (course.exercises.sgd_mistakes)
 # --------------------------------------------------------------------------
 
 def test_mistakes_are_name_diagnosis_update_triples():

@@ -321,7 +321,7 @@ def _failing(verdicts: dict[str, tuple[bool, str]]) -> set[str]:
 
 @pytest.mark.parametrize("lesson", LESSONS)
 def test_every_graded_cell_has_a_probe(lesson: str) -> None:
-    probes = importlib.import_module(verify.lesson_module(lesson)).PROBES
+    probes = verify.lesson_probes(lesson)[0]
     for kind in ("solutions", "notebooks"):
         assert sorted(_graded_ids(_read(kind, lesson))) == sorted(probes), kind
 
@@ -362,8 +362,7 @@ def test_no_banned_construct_in_the_notebooks(lesson: str) -> None:
 
 @pytest.mark.parametrize("lesson", LESSONS)
 def test_forbidden_names_exist(lesson: str) -> None:
-    module = importlib.import_module(verify.lesson_module(lesson))
-    for dotted in [*verify.ALWAYS_FORBIDDEN, *module.FORBIDDEN]:
+    for dotted in [*verify.ALWAYS_FORBIDDEN, *verify.lesson_probes(lesson)[1]]:
         if verify._is_module(dotted):
             continue
         owner, attr = verify._owner(dotted)

@@ -148,7 +148,7 @@ def _record(lesson: str, seed: int) -> dict[Any, Any]:
         return out
 
     ns[name] = recording
-    probes = importlib.import_module(verify.lesson_module(lesson)).PROBES
+    probes = verify.lesson_probes(lesson)[0]
     for probed in USERS.get(lesson, [gid]):
         probes[probed].run(ns, seed)
     assert table, f"{lesson}: the probe never called {name}"

@@ -21,6 +21,8 @@ from contextlib import contextmanager
 
 import numpy as np
 
+from course.exercises.values import fmt
+
 PASS_MARK = "\u2713"  # ✓
 
 
@@ -63,24 +65,6 @@ def call(fn: Callable[..., Any], name: str, case: str, *args: Any,
     """Call the learner's ``fn`` with readable error reporting."""
     with learner_code(name, case):
         return fn(*args, **kwargs)
-
-
-def fmt(value: Any, digits: int = 6) -> str:
-    """A short, rounded rendering of numbers, arrays and tensors for messages."""
-    try:
-        import torch
-        if isinstance(value, torch.Tensor):
-            value = value.detach().cpu().numpy()
-    except ImportError:  # pragma: no cover
-        pass
-    if isinstance(value, np.ndarray):
-        if value.size > 8:
-            return (f"array of shape {value.shape} "
-                    f"[{np.array2string(value.ravel()[:6], precision=digits)[1:-1]} ...]")
-        return np.array2string(value, precision=digits, separator=", ")
-    if isinstance(value, float):
-        return f"{value:.{digits}g}"
-    return repr(value)
 
 
 def close(actual: Any, expected: Any, rtol: float = 1e-6, atol: float = 1e-9) -> bool:

@@ -14,7 +14,7 @@ d = \begin{cases} g + \mu b & \text{nesterov} \\ b & \text{else}\end{cases},\qua
 - :func:`check_sgd_update` -- the whole rule, compared with
   :func:`course.sgd.sgd_update` (bit-exact with ``torch.optim.SGD``) with
   ``torch.equal`` over the full flag grid. A wrong result is replayed through
-  the known-wrong rules of :mod:`course.checks.mistakes`; the one that gives
+  the known-wrong rules of :mod:`course.exercises.sgd_mistakes`; the one that gives
   the learner's bits names the mistake.
 """
 
@@ -31,7 +31,7 @@ from torch import Tensor
 import course.optim
 import course.sgd
 from course.checks._common import CheckFailure, call, fmt, passed, require_function
-from course.checks.mistakes import (
+from course.exercises.sgd_mistakes import (
     BUFFER_ALIASES_GRAD,
     BUFFER_ALIASES_PARAM,
     BUFFER_NOT_IN_PLACE,

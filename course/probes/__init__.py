@@ -9,7 +9,7 @@ builds its own inputs (seeded ``torch.Generator``/``numpy`` generators, never
 the global RNG), never relies on what that code could have patched for its
 decisions (no ``torch.equal``/``allclose``: it returns values and the trusted
 parent compares them), converts learner results with the helpers of
-:mod:`course.probes._common` (exact types only; a wrong type becomes a string
+:mod:`course.exercises.values` (exact types only; a wrong type becomes a string
 that matches nothing), and binds a snapshot of the builtins at import
 (``__builtins__ = dict(vars(builtins))``), so that a patched ``type`` or
 ``isinstance`` cannot lie to it.

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from course.probes._common import COURSE_SGD, TORCH_SGD, array, generator, real, snap
+from course.exercises.values import COURSE_SGD, TORCH_SGD, array, generator, real, snap
 from course.verify import Probe
 
 #: Probes use the builtins as they were before the learner's code ran (see

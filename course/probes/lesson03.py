@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from course.probes._common import (COURSE_SGD, TORCH_SGD, generator, global_rng_bytes, pair,
+from course.exercises.values import (COURSE_SGD, TORCH_SGD, generator, global_rng_bytes, pair,
                                    real, snap, type_name)
 from course.verify import Probe
 

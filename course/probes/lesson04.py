@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from course.probes._common import (COURSE_SGD, TORCH_SGD, as_float, generator, pair,
+from course.exercises.values import (COURSE_SGD, TORCH_SGD, as_float, generator, pair,
                                    same_storage, snap, type_name)
 from course.verify import Probe
 

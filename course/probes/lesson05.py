@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from course.probes._common import COURSE_SGD, TORCH_SGD, generator, same_storage
+from course.exercises.values import COURSE_SGD, TORCH_SGD, generator, same_storage
 from course.verify import Probe
 
 #: Probes use the builtins as they were before the learner's code ran (see

@@ -45,8 +45,8 @@ import torch
 import torch._dynamo  # noqa: F401 - loaded now (the first optimizer loads it lazily)
 from torch import nn
 
-from course.probes._common import probe_rng, sub_seed, uniform
-from course.probes._common import (COURSE_SGD, TORCH_SGD, as_float, generator, real, snap,
+from course.exercises.values import probe_rng, sub_seed, uniform
+from course.exercises.values import (COURSE_SGD, TORCH_SGD, as_float, generator, real, snap,
                                    type_name)
 from course.sgd import option_grid
 from course.verify import Probe

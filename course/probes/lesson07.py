@@ -31,8 +31,8 @@ import torch
 import torch._dynamo  # noqa: F401 - loaded now (the first optimizer loads it lazily)
 from torch import nn
 
-from course.probes._common import probe_rng, sub_seed, uniform
-from course.probes._common import generator, real, snap, type_name
+from course.exercises.values import probe_rng, sub_seed, uniform
+from course.exercises.values import generator, real, snap, type_name
 from course.verify import Probe
 
 #: Probes use the builtins as they were before the learner's code ran (see

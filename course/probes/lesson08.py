@@ -34,8 +34,8 @@ import numpy as np
 import torch
 import torch._dynamo  # noqa: F401 - loaded now (the first optimizer loads it lazily)
 
-from course.probes._common import probe_rng, sub_seed, uniform
-from course.probes._common import (COURSE_SGD, TORCH_SGD, generator, pair, same_storage, snap,
+from course.exercises.values import probe_rng, sub_seed, uniform
+from course.exercises.values import (COURSE_SGD, TORCH_SGD, generator, pair, same_storage, snap,
                                    type_name)
 from course.timing import count_ops
 from course.verify import Probe

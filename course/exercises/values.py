@@ -134,3 +134,17 @@ def as_float(x: Any) -> Any:
     if type(x) in TENSOR_TYPES and x.numel() == 1:
         return float(x.detach().reshape(()).item())
     return type_name(x)
+
+
+def fmt(value: Any, digits: int = 6) -> str:
+    """A short, rounded rendering of numbers, arrays and tensors for messages."""
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().numpy()
+    if isinstance(value, np.ndarray):
+        if value.size > 8:
+            return (f"array of shape {value.shape} "
+                    f"[{np.array2string(value.ravel()[:6], precision=digits)[1:-1]} ...]")
+        return np.array2string(value, precision=digits, separator=", ")
+    if isinstance(value, float):
+        return f"{value:.{digits}g}"
+    return repr(value)
