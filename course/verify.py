@@ -126,6 +126,36 @@ def lesson_probes(assignment: str) -> tuple[dict[str, Probe], list[str]]:
     return module.PROBES, list(getattr(module, "FORBIDDEN", ()))
 
 
+def answer_keys(assignment: str) -> list[tuple[str, Any]]:
+    """What computes right answers in an assignment's spec module, as
+    (label, object): every exercise's reference, every catalogued mistake's
+    implementation (a correct rule with one switch), the module's extra
+    ``ANSWER_KEYS`` names and the functions of the SGD mistake catalogue.
+
+    The grading child needs none of them (the expected values come from the
+    solution notebook in another child), yet learner code could reach them,
+    e.g. through ``__globals__`` of a function a case passes to it: the child
+    neutralizes them all before the learner's code runs.
+    """
+    specs = exercises.lesson(assignment)
+    if specs is None:
+        return []
+    keys = []
+    for ex in specs.EXERCISES:
+        keys.append((f"{ex.grade_id} reference", ex.reference))
+        keys += [(f"{ex.grade_id} mistake {m.name}", m.impl) for m in ex.mistakes]
+    for name in getattr(specs, "ANSWER_KEYS", ()):
+        keys.append((f"{specs.__name__}.{name}", getattr(specs, name)))
+    catalogue = sys.modules.get("course.exercises.sgd_mistakes")
+    if catalogue is not None:
+        keys += [(f"{catalogue.__name__}.{name}", value) for name, value in vars(catalogue).items()
+                 if isinstance(value, types.FunctionType)
+                 and value.__module__ == catalogue.__name__]
+    return [(label, obj) for label, obj in keys
+            if isinstance(obj, (types.FunctionType, type))
+            and str(getattr(obj, "__module__", "")).startswith("course.")]
+
+
 def has_probes(assignment: str) -> bool:
     """Whether an assignment's test cells are re-verified."""
     return exercises.lesson(assignment) is not None or \
@@ -360,8 +390,9 @@ def _zygote(sock_fd: int) -> None:
                 os.close(fd)
             sock.sendall(b'{"error": "bad request"}\n')
             continue
-        try:        # the lesson's probes (and what they import) once, before any fork
-            importlib.import_module(f"course.probes.lesson{lesson}")
+        try:        # the lesson's specs (and what they import) once, before any fork
+            if exercises.lesson(lesson) is None:
+                importlib.import_module(f"course.probes.lesson{lesson}")
         except Exception:  # noqa: BLE001 - the child reports it
             pass
         spec_fd, out_fd = fds
@@ -422,6 +453,8 @@ def _serve(spec: dict[str, Any], out: Any) -> None:
     os.dup2(devnull, 1)
     os.dup2(devnull, 2)
     _disable(list(ALWAYS_FORBIDDEN) + forbidden)
+    for label, key in answer_keys(spec["assignment"]):
+        _neutralize(key, label)
     _preimport(spec["source"])
     _lock_down()
     # The learner's code runs in a fresh ``__main__`` module, as in a notebook
@@ -515,7 +548,7 @@ _DENIED_EVENTS = frozenset({
     "subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork",
     "os.forkpty", "os.kill", "os.killpg", "os.symlink", "os.link", "os.chdir",
     "gc.get_objects", "gc.get_referrers", "gc.get_referents",
-    "sys._current_frames", "sys._current_exceptions"})
+    "sys._current_frames", "sys._current_exceptions", "sys.settrace", "sys.setprofile"})
 
 #: Attributes whose reading raises ``object.__getattr__``: those that lead to
 #: a frame (and from there up the harness's stack) are refused.
@@ -553,7 +586,8 @@ def _lock_down() -> None:
     :mod:`course.seccomp`.)"""
     protected = _protected_files()
     stat, denied, frames = _STAT, _DENIED_EVENTS, _FRAME_ATTRIBUTES
-    harness = frozenset([__file__] + [str(f) for f in (REPO / "course" / "probes").glob("*.py")])
+    harness = frozenset([__file__] + [str(f) for folder in ("probes", "exercises")
+                                      for f in (REPO / "course" / folder).glob("*.py")])
     # Paths whose file name cannot change between this check and the open:
     # str, bytes, os.DirEntry and pathlib paths with pathlib's own methods
     # (not a learner's path-like object that names another file the second time).

@@ -157,6 +157,32 @@ def test_harness_frames_are_out_of_reach(code):
 
 
 @needs_sandbox
+@pytest.mark.parametrize("code", [
+    "import sys\nsys.setprofile(lambda *a: None)\n",
+    "import threading, sys\nsys.settrace(lambda *a: None)\n",
+])
+def test_no_tracing_of_the_harness(code):
+    guarded = f"OUTCOME = 1.0\ntry:\n{_indent(code)}\nexcept PermissionError:\n    OUTCOME = 2.0\n"
+    assert _outcome(guarded) == 2.0
+
+
+@needs_sandbox
+def test_answer_keys_in_reach_of_learner_code_are_neutralized():
+    """A spec module's reference and its correct-with-defaults helpers are
+    reachable through ``__globals__`` of a function a case passes in (here
+    f_grad): in the grading child they refuse to run."""
+    source = ("def gradient_descent(f_grad, w0, lr, n_steps):\n"
+              "    return f_grad.__globals__['gradient_descent'](f_grad, w0, lr, n_steps)\n"
+              "def steps_to_tolerance(lr, e0, tol, L=2.0):\n"
+              "    from course.exercises import lesson01\n"
+              "    return lesson01._variant(lr, e0, tol, L)\n")
+    gids = ["test_gradient_descent", "test_steps_to_tolerance"]
+    results = verify.run_child(LESSON, [source], gids, 30, seed=5)
+    for gid in gids:
+        assert "may not be used" in results[gid].get("error", ""), results[gid]
+
+
+@needs_sandbox
 def test_memory_and_file_size_are_limited():
     bomb = ("OUTCOME = 1.0\ntry:\n    _x = bytearray(8 << 30)\nexcept MemoryError:\n"
             "    OUTCOME = 2.0\n")
