@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import nbformat
 from nbclient import NotebookClient
 from nbclient.exceptions import DeadKernelError
+from nbgrader.utils import determine_grade, is_grade
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 RELEASED = REPO / "notebooks"
@@ -56,7 +57,7 @@ def load_notebook(path: pathlib.Path) -> nbformat.NotebookNode:
 def _tests(nb: nbformat.NotebookNode) -> dict[str, nbformat.NotebookNode]:
     """Autograded code cells by grade_id."""
     return {c.metadata["nbgrader"]["grade_id"]: c for c in nb.cells
-            if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("grade")}
+            if c.cell_type == "code" and is_grade(c)}
 
 
 def released_tests(nb: nbformat.NotebookNode) -> tuple[str, dict[str, nbformat.NotebookNode]]:
@@ -100,7 +101,8 @@ def execute(nb: nbformat.NotebookNode, cwd: pathlib.Path, timeout: int) -> str |
 
 
 def _message(cell: nbformat.NotebookNode) -> tuple[bool, str]:
-    """(passed, one-line message) of an executed test cell."""
+    """(passed, one-line message) of an executed test cell, passed as nbgrader
+    decides it (:func:`points`)."""
     outputs = cell.get("outputs", [])
     errors = [o for o in outputs if o.output_type == "error"]
     if errors:
@@ -111,9 +113,27 @@ def _message(cell: nbformat.NotebookNode) -> tuple[bool, str]:
             else f"{e.ename}: {e.evalue}"
     if not outputs and cell.get("execution_count") is None:
         return False, "not run (execution stopped before this cell)"
+    stderr = "".join(o.get("text", "") for o in outputs
+                     if o.output_type == "stream" and o.get("name") == "stderr")
+    if stderr.strip():
+        first = next(ln for ln in stderr.splitlines() if ln.strip())
+        return False, ("the test cell wrote to stderr, which nbgrader scores as a failure: "
+                       f"{first.strip()}")
     text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
     lines = [ln for ln in text.splitlines() if ln.strip()]
     return True, lines[0] if lines else "passed"
+
+
+def points(cell: nbformat.NotebookNode) -> float:
+    """The points nbgrader's autograder gives an executed test cell under the
+    course's configuration: :func:`nbgrader.utils.determine_grade`, after the
+    cell's ``execute_result`` outputs are dropped (course.nbgrader_plugin drops
+    them: a submission must not claim points by making a value the result)."""
+    scored = nbformat.from_dict(dict(cell))
+    scored.outputs = [o for o in cell.get("outputs", []) if o.output_type != "execute_result"]
+    if not scored.outputs and cell.get("execution_count") is None:
+        return 0.0
+    return float(determine_grade(scored)[0] or 0.0)
 
 
 def score(nb: nbformat.NotebookNode, deleted: list[str],
@@ -126,8 +146,11 @@ def score(nb: nbformat.NotebookNode, deleted: list[str],
         if gid in deleted:
             rows.append(Row(gid, 0.0, max_pts, False, "test cell deleted: copy it back from notebooks/"))
             continue
-        ok, msg = _message(mine[gid])
-        rows.append(Row(gid, max_pts if ok else 0.0, max_pts, ok, msg))
+        cell = mine[gid]
+        cell.metadata["nbgrader"]["points"] = max_pts
+        ok, msg = _message(cell)
+        got = points(cell)
+        rows.append(Row(gid, got, max_pts, ok and got == max_pts, msg))
     return rows
 
 

@@ -48,6 +48,43 @@ def test_check_unsolved_notebook_fails_with_messages(capsys):
     assert "`gd_step` is not implemented yet" in out
 
 
+def test_check_scores_a_test_cell_that_writes_to_stderr_as_nbgrader_does(capsys, learner_copy):
+    """nbgrader gives 0 points to a test cell with stderr output: so does
+    course check (here the learner's gd_step warns on every call)."""
+    nb = nbformat.read(learner_copy, as_version=4)
+    for cell in nb.cells:
+        if cell.metadata.get("nbgrader", {}).get("grade_id") == "gd_step":
+            cell.source = ("import sys\n" + cell.source.replace(
+                "return w - lr * grad", "print('careful', file=sys.stderr)\n    return w - lr * grad"))
+    nbformat.write(nb, learner_copy)
+    code, out, _ = run(capsys, "check", str(learner_copy))
+    assert code == 1
+    row = next(ln for ln in out.splitlines() if ln.startswith("test_gd_step"))
+    assert "FAILED" in row and "0 / 2" in row and "wrote to stderr" in row and "careful" in row
+    assert "total: 6 / 8" in out
+
+
+def test_points_are_nbgraders():
+    """course check's points are nbgrader's determine_grade, with the
+    course's rule that a test cell's execute_result earns nothing."""
+    from nbgrader.utils import determine_grade
+
+    from course.grading import points
+    meta = {"nbgrader": {"grade": True, "grade_id": "t", "points": 2, "solution": False}}
+    cases = [
+        [],
+        [nbformat.v4.new_output("stream", name="stdout", text="ok\n")],
+        [nbformat.v4.new_output("stream", name="stderr", text="warning\n")],
+        [nbformat.v4.new_output("error", ename="AssertionError", evalue="x", traceback=[])],
+    ]
+    for outputs in cases:
+        cell = nbformat.v4.new_code_cell("pass", metadata=meta, outputs=outputs, execution_count=1)
+        assert points(cell) == determine_grade(cell)[0]
+    claim = nbformat.v4.new_code_cell("1.0", metadata=meta, execution_count=1, outputs=[
+        nbformat.v4.new_output("execute_result", data={"text/plain": "0.5"}, execution_count=1)])
+    assert determine_grade(claim)[0] == 0.5 and points(claim) == 2.0
+
+
 def test_check_restores_edited_tests_and_reports_deleted_ones(capsys, learner_copy):
     nb = nbformat.read(learner_copy, as_version=4)
     for cell in nb.cells:
