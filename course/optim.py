@@ -100,6 +100,7 @@ class SGD(torch.optim.Optimizer):
         super().__init__(params, defaults)
         if fused:
             self._step_supports_amp_scaling = True
+            self._need_device_dtype_check_for_fused = True
             if differentiable:
                 raise RuntimeError("`fused` does not support `differentiable`")
             if foreach:
@@ -133,6 +134,11 @@ class SGD(torch.optim.Optimizer):
         params = [p for p in group["params"] if p.grad is not None]
         if not params:
             return
+        if group["fused"] and getattr(self, "_need_device_dtype_check_for_fused", True):
+            # As torch: the first parameter with a gradient, once per optimizer,
+            # before any state is made (a later unsupported one reaches the kernel).
+            _check_fused_param(params[0])
+            self._need_device_dtype_check_for_fused = False
         grads = [p.grad for p in params]
         momentum = group["momentum"]
         bufs = ([self.state[p].get("momentum_buffer") for p in params]
@@ -162,8 +168,6 @@ class SGD(torch.optim.Optimizer):
     def _mode(self, group: dict[str, Any], params: list[Tensor]) -> str:
         """'fused', 'foreach' or 'for-loop', resolved the way torch resolves it."""
         if group["fused"]:
-            for p in params:
-                _check_fused_param(p)
             return "fused"
         foreach = group["foreach"]
         if foreach is None and group["fused"] is None:

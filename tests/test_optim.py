@@ -542,3 +542,27 @@ def test_does_not_use_torch_sgd(monkeypatch):
     assert_same(expected, got)
     got, _ = train(SGD, dict(lr=0.1, momentum=0.9, nesterov=True), foreach=True)
     assert_same(expected, got)
+
+
+def _fused_attempt(cls, params):
+    """Run one fused step; (exception type, message) and the number of state entries."""
+    opt = cls(params, lr=0.1, momentum=0.9, fused=True)
+    try:
+        opt.step()
+        outcome = None
+    except Exception as exc:  # noqa: BLE001 - compared with torch's
+        outcome = (type(exc), str(exc))
+    return outcome, len(opt.state)
+
+
+@pytest.mark.parametrize("first_ok", [True, False])
+def test_fused_checks_the_first_parameter_once_as_torch(first_ok):
+    """torch checks only the first parameter with a gradient, once per optimizer,
+    before any state is made; a later unsupported parameter reaches the kernel."""
+    def params():
+        good = torch.nn.Parameter(torch.ones(3))
+        bad = torch.nn.Parameter(torch.ones(3, dtype=torch.float64).to(torch.complex64),
+                                 requires_grad=True)
+        good.grad, bad.grad = torch.ones(3), torch.ones(3, dtype=torch.complex64)
+        return [good, bad] if first_ok else [bad, good]
+    assert _fused_attempt(SGD, params()) == _fused_attempt(torch.optim.SGD, params())
