@@ -16,7 +16,7 @@ ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 PYTEST_ARGS ?=
 ASSIGNMENTS := $(notdir $(wildcard solutions/[0-9][0-9]-*))
 
-.PHONY: lab lab-instructor test venv release bench execute clean hub-deps
+.PHONY: lab lab-instructor test test-fast venv release bench execute clean hub-deps
 
 venv: $(STAMP)
 
@@ -45,7 +45,18 @@ lab-instructor: $(STAMP)
 
 ## The whole test suite, on every core (each test file stays on one worker: nbval needs that).
 test: $(STAMP)
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -n auto --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
+
+FAST_TESTS := $(filter-out tests/test_autograde.py tests/test_notebooks.py tests/test_cli.py \
+	tests/test_probes%.py tests/test_reverify.py tests/test_sandbox.py tests/test_jail.py \
+	tests/test_render.py tests/test_untrusted.py,$(wildcard tests/test_*.py))
+
+## The inner loop: ruff, the package and check tests (no notebooks, no grading,
+## no browser), in well under a minute.
+test-fast: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -n auto $(FAST_TESTS) $(PYTEST_ARGS)
 
 ## configurable-http-proxy for deploy/jupyterhub, pinned by its package-lock.json (npm ci
 ## into deploy/jupyterhub/node_modules; the hub test and setup.sh install run it when needed).

@@ -395,7 +395,7 @@ def sweep_step_times(
         probe.step()
         one = time_call(probe.step, 1)
         inner = max(1, min(max_inner, int(target / max(one, 1e-9))))
-        t = compare_step_times(optimizers, lambda: params_for(x), repeats,
+        t = compare_step_times(optimizers, lambda x=x: params_for(x), repeats,
                                inner=inner, warmup=1)
         for name, med in t.medians.items():
             out[name].append(med)

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Any
 
 import pytest
 
@@ -248,7 +249,7 @@ print(json.dumps({{"env": sorted(os.environ), "token": [v for v in os.environ.va
     assert "ALICE-KERNEL-STDOUT" not in capfd.readouterr().err
 
 
-def _notebook(*sources: str, graded: tuple[int, ...] = ()) -> "nbformat.NotebookNode":
+def _notebook(*sources: str, graded: tuple[int, ...] = ()) -> Any:
     import nbformat
     nb = nbformat.v4.new_notebook()
     for i, src in enumerate(sources):

@@ -151,7 +151,7 @@ def test_noise_floor_matches_simulation():
     lr, batch_size = 0.02, 2
     w, b = w_star.clone(), b_star.clone()
     excess = []
-    for epoch in range(40):
+    for _ in range(40):
         w, b = sto.sgd_epoch(w, b, X, y, lr, batch_size, g)
         excess.append(sto.mse(w, b, X, y) - loss_star)
     predicted = sto.noise_floor(lr, batch_size, sigma2)

@@ -405,6 +405,11 @@ def _same_array_appended(f_grad: Any, w0: Any, lr: float, n_steps: int) -> list[
     return history
 
 
+def _gradient_at_w0_only(f_grad: Any, w0: Any, lr: float, n_steps: int) -> list[Any]:
+    g0 = f_grad(w0)
+    return gradient_descent(lambda w: g0, w0, lr, n_steps)
+
+
 def _gd_hidden(rng: np.random.Generator) -> Iterator[Case]:
     a, c = float(rng.uniform(0.5, 5.0)), float(rng.uniform(-5.0, 5.0))
     yield Case("a random 1-D quadratic", (_Quadratic(a, c), float(rng.uniform(-10.0, 10.0)),
@@ -462,8 +467,7 @@ GRADIENT_DESCENT = Exercise(
         Mistake("gradient_at_w0_only",
                 "every step used the gradient at w0: call f_grad(w) on the current w "
                 "inside the loop.",
-                lambda f_grad, w0, lr, n: gradient_descent(lambda w, g0=f_grad(w0): g0,
-                                                           w0, lr, n)),
+                _gradient_at_w0_only),
     ],
     forbidden=FORBIDDEN,
 )

@@ -428,7 +428,7 @@ class Sealer:
         """The copy: the instructor's, group-readable, nobody else's (no links in it)."""
         base = os.open(new, _DIR, dir_fd=work)
         try:
-            for dirpath, dirnames, filenames, dfd in os.fwalk(dir_fd=base):
+            for _dirpath, _dirnames, filenames, dfd in os.fwalk(dir_fd=base):
                 for f in filenames:
                     os.chown(f, uid, gid, dir_fd=dfd, follow_symlinks=False)
                     os.chmod(f, 0o640, dir_fd=dfd)
