@@ -1,10 +1,8 @@
 r"""Heavy-ball momentum in torch's convention and in the "velocity" convention.
 
-**Torch's convention** (``torch.optim.SGD``), with $\gamma_t$ the learning
-rate of step $t$, $\mu$ the momentum and $\tau$ the dampening:
-
-$$b_1 = g_1, \qquad b_t = \mu\, b_{t-1} + (1 - \tau)\, g_t \ (t \ge 2),
-\qquad \theta_t = \theta_{t-1} - \gamma_t\, b_t .$$
+**Torch's convention** (``torch.optim.SGD``) is the update rule stated in
+:mod:`course.sgd` without weight decay and Nesterov, with $\gamma_t$ the
+learning rate of step $t$, $\mu$ the momentum and $\tau$ the dampening.
 
 The buffer $b$ starts as a *copy* of the first gradient (not as zeros), so
 dampening only applies from the second step on, and the learning rate stays
@@ -59,11 +57,8 @@ Convention = Literal["torch", "velocity"]
 def torch_momentum_step(p: Tensor, grad: Tensor, buf: Tensor | None, *,
                         lr: float, momentum: float,
                         dampening: float = 0.0) -> tuple[Tensor, Tensor]:
-    r"""One heavy-ball step in torch's convention, out of place.
-
-    $$b \leftarrow g \ \text{(first step: } b \text{ is None)}, \quad
-    \text{else}\ b \leftarrow \mu\, b + (1 - \tau)\, g; \qquad
-    \theta \leftarrow \theta - \gamma\, b .$$
+    r"""One heavy-ball step in torch's convention (the rule of :mod:`course.sgd`
+    without weight decay and Nesterov), out of place.
 
     Args:
         p: the parameter $\theta$ (not modified).

@@ -15,12 +15,10 @@ from typing import Any, Callable, Iterable
 import torch
 from torch import Tensor
 
-from course.sgd import sgd_update_foreach, update_many
+from course.sgd import _FOREACH_DEVICES, sgd
 
 __all__ = ["SGD"]
 
-#: Devices where torch uses foreach kernels when ``foreach=None``.
-_FOREACH_DEVICES = ("cuda", "xpu", "mtia", "privateuseone")
 #: Devices with a fused SGD kernel (``fused=True``).
 _FUSED_DEVICES = ("mps", "cuda", "xpu", "hpu", "cpu", "mtia", "privateuseone")
 #: Flags that old state_dicts may lack, with the values torch fills in.
@@ -31,16 +29,9 @@ _LATE_FLAGS = {"nesterov": False, "maximize": False, "foreach": None,
 class SGD(torch.optim.Optimizer):
     r"""Stochastic gradient descent with momentum, exactly as ``torch.optim.SGD``.
 
-    For each parameter :math:`\theta` with gradient :math:`\nabla`:
-
-    .. math::
-
-        g_t &= s\,\nabla_t + \lambda\,\theta_{t-1}
-              \qquad (s = -1 \text{ if maximize else } 1) \\
-        b_t &= g_t \ \text{(first step of } \theta\text{)}, \quad
-              \text{else } b_t = \mu\, b_{t-1} + (1-\tau)\, g_t \\
-        d_t &= g_t + \mu\, b_t \ \text{(nesterov)}, \quad \text{else } d_t = b_t \\
-        \theta_t &= \theta_{t-1} - \gamma\, d_t
+    Every parameter with a gradient takes one step of the update rule stated
+    in :mod:`course.sgd` (:func:`course.sgd.sgd` applies it, on the path torch
+    would take: for-loop, foreach or fused).
 
     Args:
         params: an iterable of tensors, of ``(name, tensor)`` pairs, or of
@@ -130,7 +121,8 @@ class SGD(torch.optim.Optimizer):
         return loss
 
     def _step_group(self, group: dict[str, Any]) -> None:
-        """Update every parameter of ``group`` that has a gradient."""
+        """Update every parameter of ``group`` that has a gradient, with
+        :func:`course.sgd.sgd` on the path torch would take."""
         params = [p for p in group["params"] if p.grad is not None]
         if not params:
             return
@@ -143,68 +135,20 @@ class SGD(torch.optim.Optimizer):
         momentum = group["momentum"]
         bufs = ([self.state[p].get("momentum_buffer") for p in params]
                 if momentum != 0 else [None] * len(params))
-        hyper = dict(lr=group["lr"], momentum=momentum, dampening=group["dampening"],
-                     weight_decay=group["weight_decay"], nesterov=group["nesterov"],
-                     maximize=group["maximize"])
-        mode = self._mode(group, params)
-        if mode == "fused":
-            self._fused_step(params, grads, bufs, **hyper)
-        elif mode == "foreach":
-            sgd_update_foreach(params, grads, bufs, **hyper)
-        else:
-            self._for_loop_step(params, grads, bufs, **hyper)
+        foreach = group["foreach"]
+        if foreach is None and group["fused"] is None:
+            foreach = all(type(p) in (Tensor, torch.nn.Parameter)
+                          and p.device.type in _FOREACH_DEVICES for p in params)
+        fused = bool(group["fused"]) and not foreach
+        scale, inf = getattr(self, "grad_scale", None), getattr(self, "found_inf", None)
+        sgd(params, grads, bufs, any(g.is_sparse for g in grads), foreach=bool(foreach),
+            fused=fused, grad_scale=scale, found_inf=inf, lr=group["lr"],
+            momentum=momentum, dampening=group["dampening"],
+            weight_decay=group["weight_decay"], nesterov=group["nesterov"],
+            maximize=group["maximize"])
         if momentum != 0:
             for p, buf in zip(params, bufs):
                 self.state[p]["momentum_buffer"] = buf
-
-    def _for_loop_step(self, params: list[Tensor], grads: list[Tensor],
-                       bufs: list[Tensor | None], *, lr: Any, **hyper: Any) -> None:
-        """The plain path: :func:`course.sgd.update_many`, one tensor at a time."""
-        self._no_amp_scaling()
-        if isinstance(lr, Tensor) and lr.dim() != 0:
-            lr = lr.squeeze()
-        update_many(params, grads, bufs, lr=lr, **hyper)
-
-    def _mode(self, group: dict[str, Any], params: list[Tensor]) -> str:
-        """'fused', 'foreach' or 'for-loop', resolved the way torch resolves it."""
-        if group["fused"]:
-            return "fused"
-        foreach = group["foreach"]
-        if foreach is None and group["fused"] is None:
-            foreach = all(
-                type(p) in (Tensor, torch.nn.Parameter)
-                and p.device.type in _FOREACH_DEVICES for p in params)
-        if foreach:
-            self._no_amp_scaling()
-            return "foreach"
-        return "for-loop"
-
-    def _no_amp_scaling(self) -> None:
-        """Only the fused kernel understands GradScaler's grad_scale / found_inf."""
-        if getattr(self, "grad_scale", None) is not None or \
-                getattr(self, "found_inf", None) is not None:
-            raise AssertionError("Expected grad_scale and found_inf to be None")
-
-    def _fused_step(self, params: list[Tensor], grads: list[Tensor],
-                    bufs: list[Tensor | None], *, lr: Any, momentum: float,
-                    **hyper: Any) -> None:
-        """Torch's fused kernel (``torch._fused_sgd_``); it rounds differently."""
-        if any(g.is_sparse for g in grads):
-            raise RuntimeError("`_fused_sgd` does not support sparse gradients")
-        first = momentum != 0 and all(b is None for b in bufs)
-        if first:
-            bufs[:] = [torch.empty_like(g) for g in grads]
-        scale, inf = getattr(self, "grad_scale", None), getattr(self, "found_inf", None)
-        groups: dict[tuple[torch.device, torch.dtype], list[int]] = {}
-        for i, p in enumerate(params):
-            groups.setdefault((p.device, p.dtype), []).append(i)
-        for (device, _), idx in groups.items():
-            torch._fused_sgd_(
-                [params[i] for i in idx], [grads[i] for i in idx],
-                [] if momentum == 0 else [bufs[i] for i in idx],
-                lr=lr, momentum=momentum, is_first_step=first,
-                grad_scale=None if scale is None else scale.to(device),
-                found_inf=None if inf is None else inf.to(device), **hyper)
 
 
 def _check_fused_param(p: Tensor) -> None:

@@ -30,7 +30,7 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-__all__ = ["option_grid", "sgd_update", "sgd_update_foreach", "update_many"]
+__all__ = ["option_grid", "sgd", "sgd_update", "sgd_update_foreach"]
 
 Scalar = float | Tensor
 
@@ -86,20 +86,64 @@ def update_one(param: Tensor, grad: Tensor, buf: Tensor | None, *, lr: Scalar,
                nesterov: bool, maximize: bool) -> Tensor | None:
     """:func:`sgd_update` without argument checks."""
     bufs = [buf]
-    update_many([param], [grad], bufs, lr=lr, momentum=momentum, dampening=dampening,
-                weight_decay=weight_decay, nesterov=nesterov, maximize=maximize)
+    _single_tensor_sgd([param], [grad], bufs, lr=lr, momentum=momentum, dampening=dampening,
+                       weight_decay=weight_decay, nesterov=nesterov, maximize=maximize)
     return bufs[0]
 
 
-def update_many(params: Sequence[Tensor], grads: Sequence[Tensor],
-                bufs: list[Tensor | None], *, lr: Scalar, momentum: float,
-                dampening: float, weight_decay: Scalar, nesterov: bool,
-                maximize: bool) -> None:
+def sgd(params: list[Tensor], d_p_list: list[Tensor],
+        momentum_buffer_list: list[Tensor | None], has_sparse_grad: bool = False,
+        foreach: bool | None = None, fused: bool | None = None,
+        grad_scale: Tensor | None = None, found_inf: Tensor | None = None, *,
+        weight_decay: Scalar, momentum: float, lr: Scalar, dampening: float,
+        nesterov: bool, maximize: bool) -> None:
+    """The functional SGD step, with the signature and the dispatch of
+    ``torch.optim.sgd.sgd``: the update rule of this module's docstring applied
+    to every tensor, by one of three paths with torch's names --
+    :func:`_single_tensor_sgd` (a for-loop), :func:`_multi_tensor_sgd`
+    (``torch._foreach_*`` kernels, ``foreach=True``) or :func:`_fused_sgd`
+    (torch's fused kernel, ``fused=True``). ``momentum_buffer_list[i]`` is
+    replaced by tensor ``i``'s new buffer. With neither flag given, foreach is
+    used on accelerators only, as torch does.
+    """
+    if foreach is None and fused is None:
+        foreach = all(type(p) in (Tensor, torch.nn.Parameter)
+                      and p.device.type in _FOREACH_DEVICES for p in params)
+    if foreach:
+        func = _multi_tensor_sgd
+    elif fused:
+        func = _fused_sgd
+    else:
+        func = _single_tensor_sgd
+    func(params, d_p_list, momentum_buffer_list, weight_decay=weight_decay,
+         momentum=momentum, lr=lr, dampening=dampening, nesterov=nesterov,
+         maximize=maximize, has_sparse_grad=has_sparse_grad, grad_scale=grad_scale,
+         found_inf=found_inf)
+
+
+#: Devices where torch uses foreach kernels when neither foreach nor fused is given.
+_FOREACH_DEVICES = ("cuda", "xpu", "mtia", "privateuseone")
+
+
+def _no_amp_scaling(grad_scale: Tensor | None, found_inf: Tensor | None) -> None:
+    """Only the fused kernel understands GradScaler's grad_scale / found_inf."""
+    if grad_scale is not None or found_inf is not None:
+        raise AssertionError("Expected grad_scale and found_inf to be None")
+
+
+def _single_tensor_sgd(params: Sequence[Tensor], grads: Sequence[Tensor],
+                       bufs: list[Tensor | None], *, lr: Scalar, momentum: float,
+                       dampening: float, weight_decay: Scalar, nesterov: bool,
+                       maximize: bool, has_sparse_grad: bool = False,
+                       grad_scale: Tensor | None = None,
+                       found_inf: Tensor | None = None) -> None:
     """The update of :func:`sgd_update` for each tensor in turn (torch's for-loop path).
 
     ``bufs[i]`` is replaced by parameter ``i``'s new buffer. Anything that does
     not depend on the tensor (signs, flags) is worked out once, before the loop.
     """
+    _no_amp_scaling(grad_scale, found_inf)
+    lr = _squeeze(lr)
     decay, use_momentum = weight_decay != 0, momentum != 0
     decay_grad = isinstance(weight_decay, Tensor) and weight_decay.requires_grad
     lr_grad = isinstance(lr, Tensor) and lr.requires_grad
@@ -153,13 +197,51 @@ def sgd_update_foreach(
         raise ValueError(
             f"params, grads and momentum_buffers must have the same length, got "
             f"{len(params)}, {len(grads)} and {len(momentum_buffers)}")
+    _multi_tensor_sgd(params, grads, momentum_buffers, lr=lr, momentum=momentum,
+                      dampening=dampening, weight_decay=weight_decay, nesterov=nesterov,
+                      maximize=maximize)
+    return momentum_buffers
+
+
+def _multi_tensor_sgd(params: Sequence[Tensor], grads: Sequence[Tensor],
+                      bufs: list[Tensor | None], *, lr: Scalar, momentum: float,
+                      dampening: float, weight_decay: Scalar, nesterov: bool,
+                      maximize: bool, has_sparse_grad: bool = False,
+                      grad_scale: Tensor | None = None,
+                      found_inf: Tensor | None = None) -> None:
+    """The foreach path: one group of ``torch._foreach_*`` kernels per (device, dtype)."""
+    _no_amp_scaling(grad_scale, found_inf)
     lr = _squeeze(lr)
     for idx in _group_by_device_and_dtype(params):
         _foreach_group(
             [params[i] for i in idx], [grads[i] for i in idx],
-            momentum_buffers, idx, lr=lr, momentum=momentum, dampening=dampening,
+            bufs, idx, lr=lr, momentum=momentum, dampening=dampening,
             weight_decay=weight_decay, nesterov=nesterov, maximize=maximize)
-    return momentum_buffers
+
+
+def _fused_sgd(params: Sequence[Tensor], grads: Sequence[Tensor],
+               bufs: list[Tensor | None], *, lr: Scalar, momentum: float,
+               dampening: float, weight_decay: Scalar, nesterov: bool, maximize: bool,
+               has_sparse_grad: bool = False, grad_scale: Tensor | None = None,
+               found_inf: Tensor | None = None) -> None:
+    """The fused path: torch's kernel ``torch._fused_sgd_`` per (device, dtype)
+    (it rounds differently from the other two paths)."""
+    if not params:
+        return
+    if has_sparse_grad:
+        raise RuntimeError("`_fused_sgd` does not support sparse gradients")
+    first = momentum != 0 and all(b is None for b in bufs)
+    if first:
+        bufs[:] = [torch.empty_like(g) for g in grads]
+    for idx in _group_by_device_and_dtype(params):
+        device = params[idx[0]].device
+        torch._fused_sgd_(
+            [params[i] for i in idx], [grads[i] for i in idx],
+            [] if momentum == 0 else [bufs[i] for i in idx],  # type: ignore[misc]
+            weight_decay=weight_decay, momentum=momentum, lr=lr, dampening=dampening,
+            nesterov=nesterov, maximize=maximize, is_first_step=first,
+            grad_scale=None if grad_scale is None else grad_scale.to(device),
+            found_inf=None if found_inf is None else found_inf.to(device))
 
 
 def _foreach_group(params: list[Tensor], grads: list[Tensor],

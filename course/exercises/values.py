@@ -120,7 +120,8 @@ TORCH_SGD = [
 ]
 #: The course's own torch-exact update rule and optimizer (lessons 5, 6, 8 answer keys).
 COURSE_SGD = [
-    "course.sgd.sgd_update", "course.sgd.update_one", "course.sgd.update_many",
+    "course.sgd.sgd_update", "course.sgd.update_one", "course.sgd.sgd",
+    "course.sgd._single_tensor_sgd", "course.sgd._multi_tensor_sgd", "course.sgd._fused_sgd",
     "course.sgd.sgd_update_foreach", "course.sgd._foreach_group", "course.sgd._foreach_momentum",
     "course.sgd._group_by_device_and_dtype", "course.optim.SGD",
 ]
