@@ -20,12 +20,12 @@ ASSIGNMENTS := $(notdir $(wildcard solutions/[0-9][0-9]-*))
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml constraints.txt course/sandbox.py jupyter-config/overrides.json
+$(STAMP): pyproject.toml constraints.txt course/grading/kernel.py jupyter-config/overrides.json
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --disable-pip-version-check -q -c constraints.txt -e '.[dev]'
 	@mkdir -p $(VENV)/share/jupyter/lab/settings
 	cp jupyter-config/overrides.json $(VENV)/share/jupyter/lab/settings/overrides.json
-	$(BIN)/python -m course.sandbox --install
+	$(BIN)/python -m course.grading.kernel --install
 	@touch $(STAMP)
 
 ## JupyterLab on notebooks/ as a learner sees it (instructor panels off).
@@ -36,7 +36,7 @@ lab: $(STAMP)
 
 ## JupyterLab on the repo root (or COURSE_DIR, a copy holding solutions/ and nbgrader_config.py)
 ## with nbgrader's formgrader and Create Assignment. Started in that folder: formgrader grades
-## the course there. Its pages get a Content-Security-Policy (course.render, enabled by
+## the course there. Its pages get a Content-Security-Policy (course.grading.render, enabled by
 ## jupyter-config/instructor) that lets no script from a submission run.
 lab-instructor: $(STAMP)
 	cd $(COURSE_DIR) && \

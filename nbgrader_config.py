@@ -2,11 +2,11 @@
 
 Grading safeguards (sandboxed kernel, re-verification outside the kernel,
 re-inserted test cells, per-cell time limit, hidden tests kept out of
-feedback) are set by course.nbgrader_plugin.configure: see README,
+feedback) are set by course.grading.nbgrader_plugin.configure: see README,
 "For instructors".
 """
 
-from course.nbgrader_plugin import configure
+from course.grading.nbgrader_plugin import configure
 
 c = get_config()  # noqa: F821  (provided by traitlets when nbgrader loads this file)
 

@@ -2,7 +2,7 @@
 
 Builds a throw-away course folder from solutions/, releases every lesson with
 nbgrader, then, with every safeguard on (sandboxed kernel, re-verification
-outside the kernel), times ``course grade`` (course.report.grade):
+outside the kernel), times ``course grade`` (course.grading.autograde.grade):
 
 1. one student who submitted all eight lessons, on every core: first with a
    cold cache (the solutions' probe values are computed: the first grading
@@ -26,7 +26,7 @@ import sys
 import tempfile
 import time
 
-from course.report import grade
+from course.grading.autograde import grade
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 LESSONS = sorted(p.name for p in (ROOT / "solutions").glob("[0-9][0-9]-*") if p.is_dir())

@@ -15,10 +15,10 @@ One module per concept:
 - :mod:`course.timing`          interleaved step timings (lesson 8, benchmarks)
 - :mod:`course.plotting`        headless matplotlib helpers
 - :mod:`course.notebook`        one-line notebook set-up (seeds, threads, style)
-- :mod:`course.checks`          the learner-facing exercise checks
-- :mod:`course.grading`         ``course check``: score a notebook from the terminal
-- :mod:`course.verify`, :mod:`course.probes`, :mod:`course.sandbox`,
-  :mod:`course.nbgrader_plugin`  grading that a submission cannot fool
+- :mod:`course.exercises`       one spec per graded exercise (cases, reference, mistakes)
+- :mod:`course.checks`          the learner-facing exercise checks, derived from the specs
+- :mod:`course.grading`         ``course check`` for learners; autograde, re-verification,
+                                sandbox and report for instructors (one concern per file)
 """
 
 __version__ = "0.1.0"

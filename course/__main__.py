@@ -15,7 +15,7 @@ two that nbgrader lacks, run from the course folder:
 A submission nbgrader refuses as tampered with (swapped grade ids, changed locked
 cells, corrupted metadata) is recorded by ``course grade`` with 0 points and the
 reason (printed, and appended to ``logs/course-grade.log``). Whatever comes from a
-submission is printed through ``course.untrusted.printable`` (no control characters).
+submission is printed through ``course.grading.untrusted.printable`` (no control characters).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import argparse
 import pathlib
 import sys
 
-from course.grading import CheckError, check_notebook, format_table
+from course.grading.learner_check import CheckError, check_notebook, format_table
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -47,7 +47,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from course.report import class_report, format_report, plot_totals
+    from course.grading.class_report import class_report, format_report, plot_totals
     root = pathlib.Path(args.root)
     if not (root / "gradebook.db").is_file():
         print(f"course report: no gradebook.db in {root.resolve()}", file=sys.stderr)
@@ -57,8 +57,8 @@ def _report(args: argparse.Namespace) -> int:
         print(f"course report: no graded submissions of {args.assignment!r}", file=sys.stderr)
         return 2
     print(format_report(args.assignment, summary, totals))
-    from course.report import refused_submissions
-    from course.untrusted import printable
+    from course.grading.class_report import refused_submissions
+    from course.grading.untrusted import printable
     for student, note in refused_submissions(args.assignment, root):
         print(f"refused by nbgrader, 0 points: {printable(student, 80)}: {printable(note, 300)}")
     png = pathlib.Path(args.png or root / "reports" / f"{args.assignment}-totals.png")
@@ -67,7 +67,7 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _grade(args: argparse.Namespace) -> int:
-    from course.report import grade
+    from course.grading.autograde import grade
     root = pathlib.Path(args.root)
     if not (root / "nbgrader_config.py").is_file():
         print(f"course grade: no nbgrader_config.py in {root.resolve()} (run it from the "
@@ -81,7 +81,7 @@ def _grade(args: argparse.Namespace) -> int:
     except FileNotFoundError as exc:
         print(f"course grade: {exc}", file=sys.stderr)
         return 2
-    from course.untrusted import printable
+    from course.grading.untrusted import printable
     failed = [f"{printable(s, 80)} ({printable(a, 80)})" for (s, a), o in results.items() if o.error]
     refused = [(s, a, o.refused) for (s, a), o in results.items() if o.refused]
     print(f"graded {len(results) - len(failed)} of {len(results)} submissions"

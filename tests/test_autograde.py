@@ -49,8 +49,8 @@ import zipfile
 import nbformat
 import pytest
 
-from course.nbgrader_plugin import CELL_TIMEOUT, ReVerify, sandbox_kernel_available
-from course import jail
+from course.grading.nbgrader_plugin import CELL_TIMEOUT, ReVerify, sandbox_kernel_available
+from course.grading import jail
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent / "fixtures"))
 import make_submissions as ms  # noqa: E402
@@ -74,7 +74,7 @@ NO_SANDBOX_REASON = ("no sandbox (bubblewrap missing or unusable, COURSE_NO_SAND
                      "the sgd-sandbox kernel not installed): "
                      "without the sandbox nothing stops a submission from reading the "
                      "solutions or writing elsewhere (apt-get install bubblewrap; "
-                     "python -m course.sandbox --install)")
+                     "python -m course.grading.kernel --install)")
 
 if not SANDBOX and os.environ.get("CI"):
     pytest.fail(f"CI must grade in the sandbox: {NO_SANDBOX_REASON}", pytrace=False)
@@ -313,7 +313,7 @@ def _skip_without_sandbox(kind: str) -> None:
 # ----------------------------------------------------------------- configuration
 
 def test_course_config_sets_the_safeguards():
-    """nbgrader_config.py (via course.nbgrader_plugin) limits each cell to
+    """nbgrader_config.py (via course.grading.nbgrader_plugin) limits each cell to
     CELL_TIMEOUT s, re-inserts deleted test cells and re-verifies outside the
     kernel, which is the sandboxed one where bubblewrap works."""
     from traitlets.config.loader import PyFileConfigLoader

@@ -654,7 +654,7 @@ def test_probes_pass_the_solution_and_reject_delegation():
 
     import nbformat
 
-    from course.verify import verify
+    from course.grading.reverify import verify
     assignment = "05-the-full-update-rule"
     path = pathlib.Path(__file__).parents[1] / "solutions" / assignment / f"{assignment}.ipynb"
     nb = nbformat.read(path, as_version=4)

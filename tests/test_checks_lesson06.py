@@ -171,7 +171,7 @@ def _solution_notebook_sgd():
 
     import nbformat
 
-    from course.verify import learner_source
+    from course.grading.source import learner_source
     from tests.conftest import ROOT
 
     path = ROOT / "solutions" / "06-optimizer-class" / "06-optimizer-class.ipynb"

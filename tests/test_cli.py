@@ -69,7 +69,7 @@ def test_points_are_nbgraders():
     course's rule that a test cell's execute_result earns nothing."""
     from nbgrader.utils import determine_grade
 
-    from course.grading import points
+    from course.grading.learner_check import points
     meta = {"nbgrader": {"grade": True, "grade_id": "t", "points": 2, "solution": False}}
     cases = [
         [],

@@ -26,7 +26,9 @@ import numpy as np
 import pytest
 from nbgrader.utils import is_grade, is_solution
 
-from course import checks, exercises, verify
+from course import checks, exercises
+
+from course.grading import encoding, probes, source
 from course.checks import CheckFailure
 from course.exercises import observations
 from tests.conftest import ROOT
@@ -50,14 +52,14 @@ def _is_class(ex) -> bool:
 def _graded(ex, fn, seed):
     """Whether ``fn`` passes re-verification's comparison for ``seed``
     (encoded and compared exactly as the trusted parent does)."""
-    probe = verify.Probe(lambda ns, s: observations(ex, ns[ex.name], s), ex.rtol, ex.atol)
+    probe = probes.Probe(lambda ns, s: observations(ex, ns[ex.name], s), ex.rtol, ex.atol)
     with np.errstate(all="ignore"):
-        want = verify.encode(observations(ex, ex.reference, seed))
+        want = encoding.encode(observations(ex, ex.reference, seed))
         try:
-            got = verify.encode(observations(ex, fn, seed))
+            got = encoding.encode(observations(ex, fn, seed))
         except Exception:  # noqa: BLE001 - an error in the child scores 0 too
             return False
-    return verify.same(got, want, probe)
+    return encoding.same(got, want, probe)
 
 
 @pytest.mark.parametrize("ex", EXERCISES, ids=IDS)
@@ -105,7 +107,7 @@ def test_mistake_names_are_unique(ex):
 def _solution_namespace(lesson: str) -> dict:
     assignment = next(p.name for p in (ROOT / "solutions").iterdir() if p.name[:2] == lesson)
     ns: dict = {"__name__": "__solution__"}
-    for chunk in verify.solution_source(verify.solution_path(assignment)):
+    for chunk in source.solution_source(source.solution_path(assignment)):
         exec(compile(chunk, f"<solution {assignment}>", "exec"), ns)  # noqa: S102 - our own
     return ns
 
@@ -124,9 +126,9 @@ def test_hidden_cases_are_drawn_not_written(ex):
     assert ex.hidden is not None, "no hidden cases: grading would only repeat the check"
     drawn = [ex.hidden_cases(seed) for seed in SEEDS]
     assert all(drawn) and all(c.hidden for cases in drawn for c in cases)
-    values = [verify.encode(observations(ex, ex.reference, seed)) for seed in SEEDS]
+    values = [encoding.encode(observations(ex, ex.reference, seed)) for seed in SEEDS]
     assert values[0] != values[1] != values[2], "hidden cases do not change with the seed"
-    assert values[0] == verify.encode(observations(ex, ex.reference, SEEDS[0]))
+    assert values[0] == encoding.encode(observations(ex, ex.reference, SEEDS[0]))
 
 
 @pytest.mark.parametrize("lesson", sorted(LESSONS))

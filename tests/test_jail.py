@@ -1,4 +1,4 @@
-"""The allow-list sandbox of all graded code (course/jail.py).
+"""The allow-list sandbox of all graded code (course/grading/jail.py).
 
 Each test runs a small Python program in the jail, as the grading kernel and
 the re-verification do, and checks what it can see, reach and use: the
@@ -21,7 +21,7 @@ import time
 
 import pytest
 
-from course import jail
+from course.grading import jail
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 

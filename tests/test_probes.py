@@ -13,10 +13,10 @@ For every lesson:
   fails the probes of the delegating exercises (and only those);
 * honest mistakes that only one probe sees (lesson 06: the given
   ``foreach_nesterov_quirk`` line left out) fail exactly that probe;
-* no solution or release uses a construct course.verify bans, and every name
+* no solution or release uses a construct course.grading.source bans, and every name
   a lesson forbids exists.
 
-Each variant is one sandboxed child interpreter (course.verify.run_child, forked from a zygote);
+Each variant is one sandboxed child interpreter (course.grading.zygote.run_child, forked from a zygote);
 they run two at a time, in one job per lesson, started once per module.
 """
 
@@ -32,7 +32,7 @@ from typing import Any
 import nbformat
 import pytest
 
-from course import verify
+from course.grading import lockdown, probes, reverify, source
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 LESSONS = sorted(p.name for p in (ROOT / "solutions").iterdir()
@@ -279,7 +279,7 @@ def _lesson_job(lesson: str) -> dict[str, Any]:
 
     def run(key: str, make: Any) -> None:
         try:
-            out[key] = verify.verify(make(), lesson)
+            out[key] = reverify.verify(make(), lesson)
         except Exception as exc:  # noqa: BLE001 - reported by the test that needs it
             out[key] = exc
 
@@ -321,7 +321,7 @@ def _failing(verdicts: dict[str, tuple[bool, str]]) -> set[str]:
 
 @pytest.mark.parametrize("lesson", LESSONS)
 def test_every_graded_cell_has_a_probe(lesson: str) -> None:
-    probes = verify.lesson_probes(lesson)[0]
+    probes = probes.lesson_probes(lesson)[0]
     for kind in ("solutions", "notebooks"):
         assert sorted(_graded_ids(_read(kind, lesson))) == sorted(probes), kind
 
@@ -356,25 +356,25 @@ def test_delegation_fails(runs: Any, lesson: str, target: str) -> None:
 @pytest.mark.parametrize("lesson", LESSONS)
 def test_no_banned_construct_in_the_notebooks(lesson: str) -> None:
     for kind in ("solutions", "notebooks"):
-        source = "\n".join(verify.learner_source(_read(kind, lesson)))
-        assert verify.banned_constructs(source) == [], kind
+        source = "\n".join(source.learner_source(_read(kind, lesson)))
+        assert source.banned_constructs(source) == [], kind
 
 
 @pytest.mark.parametrize("lesson", LESSONS)
 def test_forbidden_names_exist(lesson: str) -> None:
-    for dotted in [*verify.ALWAYS_FORBIDDEN, *verify.lesson_probes(lesson)[1]]:
-        if verify._is_module(dotted):
+    for dotted in [*lockdown.ALWAYS_FORBIDDEN, *probes.lesson_probes(lesson)[1]]:
+        if lockdown.is_module(dotted):
             continue
-        owner, attr = verify._owner(dotted)
+        owner, attr = lockdown.owner_of(dotted)
         assert hasattr(owner, attr), dotted
 
 
 def test_bans_ignore_comments_but_not_code() -> None:
-    assert verify.banned_constructs("x = 1  # inspect sys.modules, importlib\nmodel.eval()\n") == []
-    assert verify.banned_constructs("import inspect\n") == ["inspect"]
-    assert verify.banned_constructs("y = eval('1')\n") == ["running code from text"]
-    assert verify.banned_constructs("import course.probes.lesson05\n") == ["the grading harness"]
-    assert re.search("introspection", " ".join(verify.banned_constructs("f.__globals__\n")))
+    assert source.banned_constructs("x = 1  # inspect sys.modules, importlib\nmodel.eval()\n") == []
+    assert source.banned_constructs("import inspect\n") == ["inspect"]
+    assert source.banned_constructs("y = eval('1')\n") == ["running code from text"]
+    assert source.banned_constructs("import course.probes.lesson05\n") == ["the grading harness"]
+    assert re.search("introspection", " ".join(source.banned_constructs("f.__globals__\n")))
 
 
 @pytest.mark.parametrize("lesson,target", sorted(MISTAKES), ids=lambda x: str(x))

@@ -13,7 +13,7 @@ each lesson:
 * the solution notebook keeps no hidden tests: they were folded into the
   probes, and nothing of them runs in the learner's kernel.
 
-Each verification is two sandboxed children (course.verify); lessons run two
+Each verification is two sandboxed children (course.grading); lessons run two
 at a time, in one job per lesson, started once per module.
 """
 
@@ -29,7 +29,7 @@ from typing import Any
 import nbformat
 import pytest
 
-from course import verify
+from course.grading import probes, reverify, source
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 LESSONS = ["01-gradient-descent", "02-autograd", "03-stochastic-gradient-descent",
@@ -169,7 +169,7 @@ def _record(lesson: str, seed: int) -> dict[str, dict[str, list[Any]]]:
     h = _helpers()
     nb = _solution(lesson)
     ns: dict[str, Any] = {"__name__": "__main__"}
-    for chunk in verify.learner_source(nb):
+    for chunk in source.learner_source(nb):
         exec(compile(chunk, "<solution>", "exec"), ns)  # noqa: S102 - the solution
     tables: dict[str, dict[str, list[Any]]] = {}
 
@@ -200,7 +200,7 @@ def _record(lesson: str, seed: int) -> dict[str, dict[str, list[Any]]]:
     for cell in _exercises(nb):
         name = cell.metadata["nbgrader"]["grade_id"]
         ns[name] = recorder(name, ns[name])
-    for probe in verify.lesson_probes(lesson)[0].values():
+    for probe in probes.lesson_probes(lesson)[0].values():
         probe.run(ns, seed)
     return tables
 
@@ -220,13 +220,13 @@ def _lookup_submission(lesson: str, seed: int) -> Any:
 # --------------------------------------------------------------- running
 
 def _lesson_job(lesson: str) -> dict[str, Any]:
-    seeds = [verify.draw_seed() for _ in range(3)]
+    seeds = [reverify.draw_seed() for _ in range(3)]
     out: dict[str, Any] = {"seeds": seeds}
     for seed in seeds:
-        out[("solution", seed)] = verify.verify(_solution(lesson), lesson, seed=seed)
+        out[("solution", seed)] = reverify.verify(_solution(lesson), lesson, seed=seed)
     lookup = _lookup_submission(lesson, seeds[0])
     for seed in seeds[:2]:
-        out[("lookup", seed)] = verify.verify(lookup, lesson, seed=seed)
+        out[("lookup", seed)] = reverify.verify(lookup, lesson, seed=seed)
     return out
 
 
@@ -248,7 +248,7 @@ def _failing(verdicts: dict[str, tuple[bool, str]]) -> dict[str, str]:
 @pytest.mark.parametrize("lesson", LESSONS)
 def test_solution_passes_for_three_seeds(runs: Any, lesson: str) -> None:
     job = runs[lesson].result()
-    probes = verify.lesson_probes(lesson)[0]
+    probes = probes.lesson_probes(lesson)[0]
     assert len(set(job["seeds"])) == 3
     for seed in job["seeds"]:
         verdicts = job[("solution", seed)]

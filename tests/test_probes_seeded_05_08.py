@@ -23,7 +23,7 @@ from typing import Any
 import nbformat
 import pytest
 
-from course import verify
+from course.grading import probes, reverify, source
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 LESSONS = ["05-the-full-update-rule", "06-optimizer-class", "07-training", "08-fast-sgd"]
@@ -138,7 +138,7 @@ def _record(lesson: str, seed: int) -> dict[Any, Any]:
     name, gid, key, value, _ = LOOKUPS[lesson]
     module = types.ModuleType("recorded_solution")
     ns = module.__dict__
-    for chunk in verify.learner_source(_solution(lesson)):
+    for chunk in source.learner_source(_solution(lesson)):
         exec(compile(chunk, "<solution>", "exec"), ns)  # noqa: S102 - the course's own solution
     real, table = ns[name], {}
 
@@ -148,7 +148,7 @@ def _record(lesson: str, seed: int) -> dict[Any, Any]:
         return out
 
     ns[name] = recording
-    probes = verify.lesson_probes(lesson)[0]
+    probes = probes.lesson_probes(lesson)[0]
     for probed in USERS.get(lesson, [gid]):
         probes[probed].run(ns, seed)
     assert table, f"{lesson}: the probe never called {name}"
@@ -169,7 +169,7 @@ def _lookup_submission(lesson: str, seed: int) -> Any:
 def test_solution_passes_for_any_seed(lesson: str) -> None:
     nb = _solution(lesson)
     for seed in SEEDS:
-        verdicts = verify.verify(nb, lesson, seed=seed)
+        verdicts = reverify.verify(nb, lesson, seed=seed)
         failed = {gid: msg for gid, (ok, msg) in verdicts.items() if not ok}
         assert not failed, f"seed {seed}: {failed}"
 
@@ -178,10 +178,10 @@ def test_solution_passes_for_any_seed(lesson: str) -> None:
 def test_lookup_table_passes_only_for_its_seed(lesson: str) -> None:
     gid = LOOKUPS[lesson][1]
     nb = _lookup_submission(lesson, RECORDED)
-    same = verify.verify(nb, lesson, seed=RECORDED)
+    same = reverify.verify(nb, lesson, seed=RECORDED)
     assert all(ok for ok, _ in same.values()), \
         f"the table should replay seed {RECORDED} exactly: {same}"
-    other = verify.verify(nb, lesson, seed=OTHER)
+    other = reverify.verify(nb, lesson, seed=OTHER)
     assert not other[gid][0], f"{gid}: a table recorded for seed {RECORDED} passed seed {OTHER}"
     users = USERS.get(lesson, [gid])            # (they fail too)
     assert all(ok for g, (ok, _) in other.items() if g not in users), other

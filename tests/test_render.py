@@ -1,4 +1,4 @@
-"""course.render: nothing a submission wrote runs in the instructor's browser.
+"""course.grading.render: nothing a submission wrote runs in the instructor's browser.
 
 Unit tests of the sanitizer (every payload class of tests/fixtures/attacks_render.py,
 in markdown, attachments, raw cells, outputs and metadata; what must survive:
@@ -24,8 +24,8 @@ from nbconvert import HTMLExporter
 from nbconvert.filters.markdown_mistune import markdown2html_mistune
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output, new_raw_cell
 
-from course import render
-from course.render import (SanitizeSubmission, content_security_policy, sanitize_markdown,
+from course.grading import render
+from course.grading.render import (SanitizeSubmission, content_security_policy, sanitize_markdown,
                            sanitize_notebook, sanitize_output)
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -424,7 +424,7 @@ def test_other_formgrader_pages_and_files():
 
 def test_make_lab_instructor_enables_the_policy():
     config = json.loads((REPO / "jupyter-config/instructor/jupyter_server_config.json").read_text())
-    assert config["ServerApp"]["jpserver_extensions"]["course.render"] is True
+    assert config["ServerApp"]["jpserver_extensions"]["course.grading.render"] is True
     dry = subprocess.run(["make", "-n", "-s", "lab-instructor", "STAMP="], cwd=REPO,
                          capture_output=True, text=True).stdout
     assert "jupyter-config/instructor" in dry and "jupyter lab" in dry

@@ -1,7 +1,7 @@
 """Re-verification that no submission can forge, replay or outlive.
 
 Each test runs a learner's definitions in a re-verification child (forked
-from the pristine zygote, course/verify.py) through the lesson-01 probe of
+from the pristine zygote, course/grading/zygote.py) through the lesson-01 probe of
 ``derivative`` and asserts what comes back:
 
 * inputs are drawn from a seed per verification: the same definitions give
@@ -23,7 +23,7 @@ import os
 import nbformat
 import pytest
 
-from course import jail, verify
+from course.grading import encoding, jail, reverify, source, zygote
 
 LESSON = "01-gradient-descent"
 GID = "test_derivative"
@@ -34,7 +34,7 @@ needs_sandbox = pytest.mark.skipif(
 
 
 def _run(source: str, seed: int = 1, timeout: float = 30) -> dict:
-    return verify.run_child(LESSON, [source], [GID], timeout, seed=seed)[GID]
+    return zygote.run_child(LESSON, [source], [GID], timeout, seed=seed)[GID]
 
 
 def _outcome(code: str, seed: int = 1) -> object:
@@ -47,7 +47,7 @@ def _outcome(code: str, seed: int = 1) -> object:
     value = result["ok"]
     while isinstance(value, list):
         value = value[0]
-    return float(verify._decode_numeric(value).reshape(-1)[0])
+    return float(encoding.decode_numeric(value).reshape(-1)[0])
 
 
 def test_inputs_are_drawn_from_the_seed():
@@ -60,9 +60,9 @@ def test_expected_values_are_computed_for_each_verification_seed():
     """The solution passes with any seed: its values are computed for that
     seed in the same verification (a lookup table is tested per lesson in
     test_probes_seeded_*)."""
-    nb = nbformat.read(verify.solution_path(LESSON), as_version=4)
+    nb = nbformat.read(source.solution_path(LESSON), as_version=4)
     for seed in (5, 6):
-        assert verify.verify(nb, LESSON, seed=seed)[GID] == (
+        assert reverify.verify(nb, LESSON, seed=seed)[GID] == (
             True, "re-verified outside the notebook")
 
 
@@ -91,9 +91,9 @@ def test_result_lines_written_by_the_submission_fail_the_verification(name, line
 def test_the_parent_survives_any_reply():
     for raw in (b"[" * 10**6, b"\xff\xfe\n", b'{"test_derivative": {"ok": 1}}\n' * 2,
                 b'{"test_derivative": {"ok": 1, "error": 2}}\n', b"null\n"):
-        assert isinstance(verify.parse_results(raw, [GID]), str)
-    assert verify.parse_results(b'{"test_derivative": {"ok": 1}}\n', [GID]) == {GID: {"ok": 1}}
-    assert verify.parse_results(b"", [GID]) == {}
+        assert isinstance(encoding.parse_results(raw, [GID]), str)
+    assert encoding.parse_results(b'{"test_derivative": {"ok": 1}}\n', [GID]) == {GID: {"ok": 1}}
+    assert encoding.parse_results(b"", [GID]) == {}
 
 
 @needs_sandbox
@@ -177,7 +177,7 @@ def test_answer_keys_in_reach_of_learner_code_are_neutralized():
               "    from course.exercises import lesson01\n"
               "    return lesson01._variant(lr, e0, tol, L)\n")
     gids = ["test_gradient_descent", "test_steps_to_tolerance"]
-    results = verify.run_child(LESSON, [source], gids, 30, seed=5)
+    results = zygote.run_child(LESSON, [source], gids, 30, seed=5)
     for gid in gids:
         assert "may not be used" in results[gid].get("error", ""), results[gid]
 
@@ -215,12 +215,12 @@ def test_feedback_quotes_only_what_the_grader_vouches_for(error, shown):
     """A child's error report may carry anything the learner's code read:
     only the grader's own messages and known names reach the feedback."""
     names, forbidden = frozenset({"derivative"}), frozenset({"torch.optim.SGD"})
-    assert verify.canned(error, names, forbidden) == shown
+    assert reverify.canned(error, names, forbidden) == shown
 
 
 def test_a_secret_in_an_exception_never_reaches_the_verdict():
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
         "def derivative(w):\n    raise ValueError('INSTRUCTOR-SECRET-' + 'x' * 3)\n",
         metadata={"nbgrader": {"solution": True, "grade_id": "derivative"}})])
-    ok, message = verify.verify(nb, LESSON)[GID]
+    ok, message = reverify.verify(nb, LESSON)[GID]
     assert not ok and "SECRET" not in message and "ValueError" in message

@@ -1,9 +1,9 @@
 """The sandboxes of grading.
 
-* The grading kernel's launcher (course/sandbox.py): its scratch folders do
+* The grading kernel's launcher (course/grading/kernel.py): its scratch folders do
   not pile up in /tmp (what a submission can do in the kernel is tested on
   the fixture class in test_autograde).
-* The re-verification (course/verify.py): children forked from a zygote
+* The re-verification (course/grading/): children forked from a zygote
   have no capabilities (even when grading runs as root), cannot reach the
   zygote or plant modules for the next child, start clean, are killed at
   their deadline; a dead zygote is replaced.
@@ -23,19 +23,19 @@ from typing import Any
 
 import pytest
 
-from course import jail, sandbox, verify
+from course.grading import encoding, jail, kernel, zygote
 
 
 def test_scratch_of_ended_kernels_is_removed(tmp_path, monkeypatch):
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                            capture_output=True, text=True, check=True).stdout.strip()
-    gone = tmp_path / f"{sandbox.SCRATCH_PREFIX}{ended}-abc"
-    alive = tmp_path / f"{sandbox.SCRATCH_PREFIX}{os.getpid()}-def"
-    other = tmp_path / f"{sandbox.SCRATCH_PREFIX}notapid"
+    gone = tmp_path / f"{kernel.SCRATCH_PREFIX}{ended}-abc"
+    alive = tmp_path / f"{kernel.SCRATCH_PREFIX}{os.getpid()}-def"
+    other = tmp_path / f"{kernel.SCRATCH_PREFIX}notapid"
     for folder in (gone, alive, other):
         (folder / "work").mkdir(parents=True)
-    assert sandbox.sweep_scratch() == [gone]
+    assert kernel.sweep_scratch() == [gone]
     assert not gone.exists() and alive.exists() and other.exists()
 
 
@@ -47,10 +47,10 @@ def test_a_new_kernel_names_its_scratch_after_its_pid(tmp_path, monkeypatch):
     conn.write_text(json.dumps({"transport": "ipc", "ip": str(tmp_path / "k"), "shell_port": 1,
                                 "iopub_port": 2, "stdin_port": 3, "control_port": 4,
                                 "hb_port": 5, "key": "x", "signature_scheme": "hmac-sha256"}))
-    cmd = sandbox.kernel_command(["-f", str(conn)], cwd)
+    cmd = kernel.kernel_command(["-f", str(conn)], cwd)
     assert "ipykernel_launcher" in cmd
-    (scratch,) = pathlib.Path(tmp_path).glob(f"{sandbox.SCRATCH_PREFIX}*")
-    assert scratch.name.startswith(f"{sandbox.SCRATCH_PREFIX}{os.getpid()}-")
+    (scratch,) = pathlib.Path(tmp_path).glob(f"{kernel.SCRATCH_PREFIX}*")
+    assert scratch.name.startswith(f"{kernel.SCRATCH_PREFIX}{os.getpid()}-")
 
 
 # ------------------------------------------- the re-verification's sandbox
@@ -67,13 +67,13 @@ def _outcome(code: str, timeout: float = 30) -> float | str:
     it sets OUTCOME, which comes back through the lesson-01 probe of
     `derivative` (or the probe's error message)."""
     source = code + "\ndef derivative(w):\n    return OUTCOME + 0 * w\n"
-    result = verify.run_child(LESSON, [source], ["test_derivative"], timeout)["test_derivative"]
+    result = zygote.run_child(LESSON, [source], ["test_derivative"], timeout)["test_derivative"]
     if "ok" not in result:
         return str(result["error"])
     value = result["ok"]
     while isinstance(value, list):
         value = value[0]
-    return float(verify._decode_numeric(value).reshape(-1)[0])
+    return float(encoding.decode_numeric(value).reshape(-1)[0])
 
 
 @needs_sandbox
@@ -121,7 +121,7 @@ def test_a_child_past_its_deadline_is_killed_and_the_next_one_runs():
 
 def test_a_dead_zygote_is_replaced():
     assert _outcome("OUTCOME = 5.0") == 5.0
-    for z in verify._ZYGOTES:
+    for z in zygote._ZYGOTES:
         z.proc.kill()
         z.proc.wait()
     assert _outcome("OUTCOME = 6.0") == 6.0
@@ -131,27 +131,27 @@ def test_sweeping_races_with_another_kernel(tmp_path, monkeypatch):
     """Two kernels starting at once both sweep: a folder removed by the other
     one between the listing and the check is skipped, not an error."""
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    vanishing = tmp_path / f"{sandbox.SCRATCH_PREFIX}999999999-gone"
+    vanishing = tmp_path / f"{kernel.SCRATCH_PREFIX}999999999-gone"
     real_glob = pathlib.Path.glob
 
     def glob_then_vanish(self, pattern):
         found = list(real_glob(self, pattern))
         return found + [vanishing]                 # listed, but already removed
     monkeypatch.setattr(pathlib.Path, "glob", glob_then_vanish)
-    assert sandbox.sweep_scratch() == []
+    assert kernel.sweep_scratch() == []
 
 
 # ------------------------------------------------- the grading kernel's sandbox
 
 def _kernel_installed() -> bool:
     from jupyter_client.kernelspec import KernelSpecManager
-    return sandbox.KERNEL_NAME in KernelSpecManager().find_kernel_specs()
+    return kernel.KERNEL_NAME in KernelSpecManager().find_kernel_specs()
 
 
 needs_kernel = pytest.mark.skipif(
     not (jail.available() and _kernel_installed()) and os.environ.get("CI", "").lower() != "true",
     reason="bubblewrap missing or sgd-sandbox kernel not installed "
-           "(apt-get install bubblewrap; python -m course.sandbox --install)")
+           "(apt-get install bubblewrap; python -m course.grading.kernel --install)")
 
 
 def _course(tmp_path: pathlib.Path) -> pathlib.Path:
@@ -178,7 +178,7 @@ class _Kernel:
     def __init__(self, cwd: pathlib.Path):
         from jupyter_client.manager import KernelManager
         self.folder = tempfile.mkdtemp(prefix="sgd-ipc-")
-        self.km = KernelManager(kernel_name=sandbox.KERNEL_NAME, transport="ipc",
+        self.km = KernelManager(kernel_name=kernel.KERNEL_NAME, transport="ipc",
                                 ip=os.path.join(self.folder, "k"))
         self.km.start_kernel(cwd=str(cwd))
         self.kc = self.km.client()
@@ -263,10 +263,10 @@ def _notebook(*sources: str, graded: tuple[int, ...] = ()) -> Any:
 
 def _execute(nb, cwd: pathlib.Path, **traits) -> float:
     from traitlets.config import Config
-    from course.nbgrader_plugin import CourseExecute
+    from course.grading.nbgrader_plugin import CourseExecute
     config = Config()
     config.KernelManager.transport = "ipc"
-    ex = CourseExecute(config=config, kernel_name=sandbox.KERNEL_NAME, **traits)
+    ex = CourseExecute(config=config, kernel_name=kernel.KERNEL_NAME, **traits)
     start = time.monotonic()
     ex.preprocess(nb, {"metadata": {"path": str(cwd)}})
     return time.monotonic() - start

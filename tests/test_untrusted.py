@@ -1,4 +1,4 @@
-"""Learner data on the instructor's side: course.untrusted, and refused notebooks in `course grade`."""
+"""Learner data on the instructor's side: course.grading.untrusted, and refused notebooks in `course grade`."""
 
 from __future__ import annotations
 
@@ -15,8 +15,9 @@ import unicodedata
 import nbformat
 import pytest
 
-from course.report import CellSummary, format_report, refusal_reason
-from course.untrusted import copy_regular, printable, remove_non_regular
+from course.grading.autograde import refusal_reason
+from course.grading.class_report import CellSummary, format_report
+from course.grading.untrusted import copy_regular, printable, remove_non_regular
 from tests.conftest import ROOT
 
 LESSON = "01-gradient-descent"

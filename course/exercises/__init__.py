@@ -4,7 +4,7 @@
 :class:`~course.exercises.spec.Exercise` per graded test cell of that lesson,
 in notebook order) and ``FORBIDDEN`` (the answer keys disabled while a
 submission is graded). The learner's checks (:mod:`course.checks`), the grading
-probes (:mod:`course.verify`) and the tests over all specs derive from them.
+probes (:mod:`course.grading`) and the tests over all specs derive from them.
 """
 
 from __future__ import annotations

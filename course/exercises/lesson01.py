@@ -30,7 +30,7 @@ FORBIDDEN = ["course.gd.gd_step", "course.gd.gradient_descent",
              "course.functions.quadratic_grad"]
 
 #: Module-level functions that compute right answers (besides the references
-#: and mistakes): neutralized in the grading child, see course.verify.answer_keys.
+#: and mistakes): neutralized in the grading child, see course.grading.probes.answer_keys.
 ANSWER_KEYS = ["_variant"]
 
 #: Exact types a returned number may have (what the notebook's tests accept).

@@ -1,6 +1,6 @@
 """Helpers shared by the probes: turn what learner code returns into plain values.
 
-:func:`course.verify.encode` trusts only exact built-in, tensor and ndarray
+:func:`course.grading.encoding.encode` trusts only exact built-in, tensor and ndarray
 types. These helpers convert a learner's return value into such a value --
 or into a short string naming its type when it has the wrong one, so that a
 wrong type fails the comparison instead of crashing the whole probe.
@@ -112,7 +112,7 @@ def global_rng_bytes() -> bytes:
 
 
 #: torch's SGD: the class and the functions behind it (``torch.optim.sgd`` is a
-#: module, not an attribute of ``torch.optim``; course.verify imports it by path).
+#: module, not an attribute of ``torch.optim``; course.grading.lockdown imports it by path).
 TORCH_SGD = [
     "torch.optim.SGD", "torch.optim.sgd.SGD", "torch.optim.sgd.sgd",
     "torch.optim.sgd._single_tensor_sgd", "torch.optim.sgd._multi_tensor_sgd",

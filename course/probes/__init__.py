@@ -1,8 +1,8 @@
 """Probes: how each lesson's exercises are re-verified outside the kernel.
 
-``lessonNN.py`` defines ``PROBES`` (test-cell grade_id -> :class:`course.verify.Probe`)
+``lessonNN.py`` defines ``PROBES`` (test-cell grade_id -> :class:`course.grading.probes.Probe`)
 and ``FORBIDDEN`` (dotted names disabled while the learner's code runs: the
-answer keys an exercise must not delegate to). See :mod:`course.verify`.
+answer keys an exercise must not delegate to). See :mod:`course.grading`.
 
 A probe runs in the same interpreter as the learner's code, after it, so it
 builds its own inputs (seeded ``torch.Generator``/``numpy`` generators, never

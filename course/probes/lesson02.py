@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from course.exercises.values import COURSE_SGD, TORCH_SGD, array, generator, real, snap
-from course.verify import Probe
+from course.grading.probes import Probe
 
 #: Probes use the builtins as they were before the learner's code ran (see
 #: course.probes): a patched ``type`` or ``isinstance`` cannot lie to them.

@@ -22,7 +22,7 @@ import torch
 
 from course.exercises.values import (COURSE_SGD, TORCH_SGD, generator, global_rng_bytes, pair,
                                    real, snap, type_name)
-from course.verify import Probe
+from course.grading.probes import Probe
 
 #: Probes use the builtins as they were before the learner's code ran (see
 #: course.probes): a patched ``type`` or ``isinstance`` cannot lie to them.

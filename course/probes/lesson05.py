@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from course.exercises.values import COURSE_SGD, TORCH_SGD, generator, same_storage
-from course.verify import Probe
+from course.grading.probes import Probe
 
 #: Probes use the builtins as they were before the learner's code ran (see
 #: course.probes): a patched ``type`` or ``isinstance`` cannot lie to them.
@@ -62,7 +62,7 @@ def _shape(rng: np.random.Generator, min_ndim: int = 0, max_ndim: int = 3) -> tu
 
 def _kept(x: Any) -> Any:
     """A snapshot of a tensor (flattened) with its shape and dtype; anything
-    else as it is (course.verify.encode records a non-tensor by its type)."""
+    else as it is (course.grading.encoding.encode records a non-tensor by its type)."""
     if type(x) is torch.Tensor:
         return [x.detach().clone().reshape(-1), list(x.shape), str(x.dtype)]
     return x

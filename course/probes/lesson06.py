@@ -49,7 +49,7 @@ from course.exercises.values import probe_rng, sub_seed, uniform
 from course.exercises.values import (COURSE_SGD, TORCH_SGD, as_float, generator, real, snap,
                                    type_name)
 from course.sgd import option_grid
-from course.verify import Probe
+from course.grading.probes import Probe
 
 #: Probes use the builtins as they were before the learner's code ran (see
 #: course.probes): a patched ``type`` or ``isinstance`` cannot lie to them.

@@ -33,7 +33,7 @@ from torch import nn
 
 from course.exercises.values import probe_rng, sub_seed, uniform
 from course.exercises.values import generator, real, snap, type_name
-from course.verify import Probe
+from course.grading.probes import Probe
 
 #: Probes use the builtins as they were before the learner's code ran (see
 #: course.probes): a patched ``type`` or ``isinstance`` cannot lie to them.

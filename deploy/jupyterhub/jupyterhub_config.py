@@ -88,7 +88,7 @@ def pre_spawn_hook(spawner) -> None:
     if name in _members(settings["instructor_group"]):
         course = os.path.join(home, settings["course_id"])
         env["SGD_COURSE_DIR"] = course          # sgd-singleuser starts the server there
-        # formgrader under a Content-Security-Policy (course.render)
+        # formgrader under a Content-Security-Policy (course.grading.render)
         env["JUPYTER_CONFIG_PATH"] = (f"{settings['source']}/jupyter-config/instructor:"
                                       f"{prefix}/etc/jupyter")
         spawner.notebook_dir = course

@@ -41,7 +41,7 @@ from nbgrader.exchange.default import ExchangeCollect, ExchangeSubmit
 from nbgrader.utils import ignore_patterns, parse_utc
 from traitlets import Bool, Unicode
 
-from course.untrusted import copy_regular, printable
+from course.grading.untrusted import copy_regular, printable
 
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 

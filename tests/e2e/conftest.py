@@ -169,7 +169,7 @@ def xss_course(chromium_path) -> dict:
     has two autograded submissions of tests/fixtures/attacks_render.py's
     ``attack-xss``: ``attack-xss`` as the course grades it, and ``legacy-xss``
     whose autograded notebook is then replaced by the raw submission, as
-    stored before course.render existed. Returns the folder and, per
+    stored before course.grading.render existed. Returns the folder and, per
     student, the formgrader submission id."""
     import sys
     import tempfile

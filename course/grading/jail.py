@@ -1,9 +1,9 @@
 """One allow-list sandbox (bubblewrap) for all graded code.
 
 Both places that run a submission's code use it: the grading kernel
-(:mod:`course.sandbox`) and the re-verification zygote (:mod:`course.verify`).
+(:mod:`course.grading.kernel`) and the re-verification zygote (:mod:`course.grading`).
 
-    from course import jail
+    from course.grading import jail
     if jail.available():
         cmd = jail.command([sys.executable, "-m", "mod"], rw=[scratch], cwd=scratch,
                            env={"MPLCONFIGDIR": str(scratch)})
@@ -180,7 +180,7 @@ def _etc_files() -> pathlib.Path:
 
 def course_package() -> pathlib.Path:
     """The ``course`` package folder (what the editable install maps)."""
-    return pathlib.Path(__file__).resolve().parent
+    return pathlib.Path(__file__).resolve().parents[1]
 
 
 def python_paths() -> list[pathlib.Path]:

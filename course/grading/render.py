@@ -5,7 +5,7 @@ their Jupyter session) and to the student (feedback). Anything in it that a
 browser could run would run with the instructor's rights: set grades through
 ``/formgrader/api``, write files through ``/api/contents``. Two layers stop it:
 
-* :class:`SanitizeSubmission`, an nbconvert preprocessor that course.nbgrader_plugin
+* :class:`SanitizeSubmission`, an nbconvert preprocessor that course.grading.nbgrader_plugin
   runs before the autograded notebook is stored, before feedback is exported,
   and in formgrader's own HTML export (so notebooks graded before it existed
   are cleaned when shown). Allow-list rules, in :func:`sanitize_notebook`:
@@ -446,7 +446,7 @@ def _formgrader_transform():
 
 
 def _jupyter_server_extension_points() -> list[dict]:
-    return [{"module": "course.render"}]
+    return [{"module": "course.grading.render"}]
 
 
 def _load_jupyter_server_extension(serverapp: Any) -> None:
@@ -455,7 +455,7 @@ def _load_jupyter_server_extension(serverapp: Any) -> None:
     transform = _formgrader_transform()
     # First, so it sees the page before any compression.
     transforms.insert(0, transform)
-    serverapp.log.info("course.render: Content-Security-Policy on /formgrader")
+    serverapp.log.info("course.grading.render: Content-Security-Policy on /formgrader")
 
 
 load_jupyter_server_extension = _load_jupyter_server_extension
@@ -465,7 +465,7 @@ load_jupyter_server_extension = _load_jupyter_server_extension
 
 def configure_rendering(c: Any) -> None:
     """Register :class:`SanitizeSubmission` in nbgrader's config object ``c``
-    (called at the end of course.nbgrader_plugin.configure):
+    (called at the end of course.grading.nbgrader_plugin.configure):
 
     * last of ``Autograde.sanitize_preprocessors`` and of
       ``Autograde.autograde_preprocessors`` (after ``SaveAutoGrades``: scores

@@ -3,7 +3,7 @@
 nbgrader's autograder executes each submission in a kernel started in the
 submission's own folder (``autograded/<student>/<assignment>``). This
 launcher starts the ordinary IPython kernel in the allow-list sandbox of
-:mod:`course.jail`:
+:mod:`course.grading.jail`:
 
 * the kernel works on a private copy of its folder (regular files and
   folders only: no symlink, fifo or device of the submission is copied), the
@@ -18,7 +18,7 @@ launcher starts the ordinary IPython kernel in the allow-list sandbox of
   sockets. No other kernel can reach them (with ``tcp`` the kernel has to
   keep the host's loopback network: a warning says so);
 * a clean environment (no token of the grader's), never root, resource
-  limits (:class:`course.jail.Limits`);
+  limits (:class:`course.grading.jail.Limits`);
 * the kernel's own stdout and stderr go to
   ``<course>/.grading-logs/<student>-<assignment>.log``, never the grader's
   terminal.
@@ -26,7 +26,7 @@ launcher starts the ordinary IPython kernel in the allow-list sandbox of
 Where bubblewrap is missing it starts the plain kernel and says so on stderr
 (README, "What protection holds where").
 
-    python -m course.sandbox --install     # register the "sgd-sandbox" kernel
+    python -m course.grading.kernel --install     # register the "sgd-sandbox" kernel
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ import stat
 import sys
 import tempfile
 
-from course import jail
+from course.grading import jail
 
 KERNEL_NAME = "sgd-sandbox"
 SCRATCH_PREFIX = "sgd-sandbox-"
@@ -156,7 +156,7 @@ def kernel_command(argv: list[str], cwd: pathlib.Path) -> list[str]:
     (the plain kernel where the sandbox is unavailable)."""
     kernel = [sys.executable, "-m", "ipykernel_launcher", *argv]
     if not jail.available():
-        print("course.sandbox: bubblewrap unavailable, kernel NOT sandboxed", file=sys.stderr)
+        print("course.grading.kernel: bubblewrap unavailable, kernel NOT sandboxed", file=sys.stderr)
         return kernel
     try:
         sweep_scratch()
@@ -171,7 +171,7 @@ def kernel_command(argv: list[str], cwd: pathlib.Path) -> list[str]:
     _seed_font_cache(mpl)
     argv, network = _connection(argv, ipc)
     if network:
-        print("course.sandbox: tcp transport, the kernel keeps the host's network; "
+        print("course.grading.kernel: tcp transport, the kernel keeps the host's network; "
               "use c.KernelManager.transport = 'ipc'", file=sys.stderr)
     jail.prepare(work, ipc, mpl)
     env = {"JPY_PARENT_PID": "1", "MPLCONFIGDIR": str(mpl), "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
@@ -214,7 +214,7 @@ def install(prefix: str = sys.prefix) -> pathlib.Path:
     """Write the kernelspec into ``<prefix>/share/jupyter/kernels/sgd-sandbox``."""
     folder = pathlib.Path(prefix) / "share" / "jupyter" / "kernels" / KERNEL_NAME
     folder.mkdir(parents=True, exist_ok=True)
-    spec = {"argv": [sys.executable, "-m", "course.sandbox", "-f", "{connection_file}",
+    spec = {"argv": [sys.executable, "-m", "course.grading.kernel", "-f", "{connection_file}",
                      "--IPKernelApp.log_level=ERROR"],
             "display_name": "Python 3 (grading sandbox)", "language": "python",
             # interrupts go over the control channel: a SIGINT to the process

@@ -1,4 +1,4 @@
-"""Instructor commands that nbgrader lacks: parallel grading and a class report.
+"""``course grade``: the instructor's parallel autograde (nbgrader lacks one).
 
 * :func:`grade` autogrades every submission -- one assignment or the whole
   course -- on several cores. Each worker process loads nbgrader once and
@@ -13,18 +13,14 @@
   gradebook through nbgrader's API with 0 points on every cell, flagged, with
   the reason as the cells' comment, so ``nbgrader export`` lists it with 0, and
   reports the reason. Before grading, symlinks and special files are removed from
-  every submission (:func:`course.untrusted.remove_non_regular`), never followed.
-* :func:`class_report` reads the gradebook and the autograded notebooks and
-  summarises each test cell: pass rate, mean points and the most common
-  failure message, plus a PNG histogram of the totals.
+  every submission (:func:`course.grading.untrusted.remove_non_regular`), never followed.
 
 Everything printed that comes from a submission (student ids, messages,
-errors) goes through :func:`course.untrusted.printable`.
+errors) goes through :func:`course.grading.untrusted.printable`.
 """
 
 from __future__ import annotations
 
-import collections
 import concurrent.futures
 import datetime
 import multiprocessing
@@ -34,13 +30,11 @@ import re
 import shutil
 import sys
 import warnings
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-import nbformat
 
-from course.untrusted import printable
+from course.grading.untrusted import printable
 
 LOCKED = "database is locked"
 #: Errors with which nbgrader refuses a notebook whose nbgrader metadata or locked
@@ -213,7 +207,7 @@ def grade(root: pathlib.Path, assignments: list[str] | None = None, jobs: int | 
     results: dict[tuple[str, str], Outcome] = {}
     log_file = pathlib.Path(log_file or root / "logs" / "course-grade.log")
     log_file.parent.mkdir(parents=True, exist_ok=True)
-    from course.untrusted import remove_non_regular
+    from course.grading.untrusted import remove_non_regular
     with log_file.open("a", encoding="utf-8") as log:
         for student, assignment in pairs:       # never follow a learner's link while grading
             for path in remove_non_regular(root / "submitted" / student / assignment):
@@ -244,111 +238,3 @@ def grade(root: pathlib.Path, assignments: list[str] | None = None, jobs: int | 
                 log.flush()
             bar.update()
     return dict(sorted(results.items()))
-
-
-@dataclass
-class CellSummary:
-    """One test cell across the class."""
-
-    grade_id: str
-    max_score: float
-    submissions: int
-    passed: int
-    mean: float
-    common_failure: str
-    pending_manual: int = 0
-
-
-def _failures(assignment: str, notebook: str, root: pathlib.Path) -> dict[str, collections.Counter]:
-    """grade_id -> Counter of first lines of the error messages, from autograded notebooks."""
-    counts: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
-    for path in sorted((root / "autograded").glob(f"*/{assignment}/{notebook}.ipynb")):
-        try:
-            nb = nbformat.read(path, as_version=4)
-        except Exception:  # noqa: BLE001 - a broken file just has no messages
-            continue
-        for cell in nb.cells:
-            gid = cell.metadata.get("nbgrader", {}).get("grade_id")
-            for out in cell.get("outputs", []):
-                if gid and out.get("output_type") == "error":
-                    text = (out.get("evalue") or out.get("ename") or "").strip()
-                    counts[gid][(text.splitlines() or [out.get("ename", "")])[0][:120]] += 1
-                    break
-    return counts
-
-
-def class_report(assignment: str, root: pathlib.Path) -> tuple[list[CellSummary], dict[str, float]]:
-    """Per-cell summaries and per-student totals from nbgrader's gradebook."""
-    from nbgrader.api import Gradebook
-    cells: dict[str, list[float]] = collections.defaultdict(list)
-    pending: collections.Counter = collections.Counter()
-    maxima: dict[str, float] = {}
-    totals: dict[str, float] = {}
-    messages: dict[str, collections.Counter] = {}
-    with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:
-        for sub in gb.assignment_submissions(assignment):
-            totals[sub.student_id] = float(sub.score)
-            for nb in sub.notebooks:
-                for grade in nb.grades:
-                    cells[grade.name].append(float(grade.score))
-                    maxima[grade.name] = float(grade.max_score)
-                    pending[grade.name] += bool(grade.needs_manual_grade)
-        for notebook in gb.find_assignment(assignment).notebooks:
-            messages.update(_failures(assignment, notebook.name, root))
-    summary = [CellSummary(gid, maxima[gid], len(scores),
-                           sum(s >= maxima[gid] for s in scores),
-                           sum(scores) / len(scores),
-                           (messages.get(gid) or collections.Counter({"": 0})).most_common(1)[0][0],
-                           pending[gid])
-               for gid, scores in cells.items()]
-    return summary, totals
-
-
-def refused_submissions(assignment: str, root: pathlib.Path) -> list[tuple[str, str]]:
-    """(student, reason) of the submissions :func:`record_refused` recorded with 0."""
-    from nbgrader.api import Gradebook
-    found = []
-    with Gradebook(f"sqlite:///{pathlib.Path(root) / 'gradebook.db'}") as gb:
-        for sub in gb.assignment_submissions(assignment):
-            for nb in sub.notebooks:
-                notes = [c.auto_comment for c in nb.comments
-                         if (c.auto_comment or "").startswith("Not graded: nbgrader refused")]
-                if nb.flagged and notes:
-                    found.append((sub.student_id, notes[0]))
-                    break
-    return sorted(found)
-
-
-def format_report(assignment: str, summary: list[CellSummary], totals: dict[str, float]) -> str:
-    """The table printed by ``course report``."""
-    summary = [dataclasses.replace(c, grade_id=printable(c.grade_id, 60),
-                                   common_failure=printable(c.common_failure, 90))
-               for c in summary]
-    width = max([len(c.grade_id) for c in summary] + [9])
-    lines = [f"{printable(assignment, 80)}: {len(totals)} submissions",
-             f"{'test cell':{width}}  {'max':>4}  {'passed':>9}  {'mean':>5}  most common failure"]
-    for c in summary:
-        rate = f"{c.passed}/{c.submissions}"
-        note = f"{c.pending_manual} to grade by hand" if c.pending_manual else c.common_failure
-        lines.append(f"{c.grade_id:{width}}  {c.max_score:4g}  {rate:>9}  {c.mean:5.2f}  "
-                     f"{note}")
-    if totals:
-        values = sorted(totals.values())
-        lines.append(f"totals: mean {sum(values) / len(values):.2f}, "
-                     f"median {values[len(values) // 2]:g}, min {values[0]:g}, max {values[-1]:g}")
-    return "\n".join(lines)
-
-
-def plot_totals(totals: dict[str, float], max_total: float, path: pathlib.Path) -> pathlib.Path:
-    """Save a histogram of the students' totals as a PNG."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(5, 3))
-    bins = [x - 0.5 for x in range(int(max_total) + 2)]
-    ax.hist(list(totals.values()), bins=bins, color="tab:blue", edgecolor="white")
-    ax.set(xlabel="total points", ylabel="students", title=f"{len(totals)} submissions")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    return path

@@ -18,7 +18,7 @@ from nbclient import NotebookClient
 from nbclient.exceptions import DeadKernelError
 from nbgrader.utils import determine_grade, is_grade
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+REPO = pathlib.Path(__file__).resolve().parents[2]
 RELEASED = REPO / "notebooks"
 
 
@@ -127,7 +127,7 @@ def _message(cell: nbformat.NotebookNode) -> tuple[bool, str]:
 def points(cell: nbformat.NotebookNode) -> float:
     """The points nbgrader's autograder gives an executed test cell under the
     course's configuration: :func:`nbgrader.utils.determine_grade`, after the
-    cell's ``execute_result`` outputs are dropped (course.nbgrader_plugin drops
+    cell's ``execute_result`` outputs are dropped (course.grading.nbgrader_plugin drops
     them: a submission must not claim points by making a value the result)."""
     scored = nbformat.from_dict(dict(cell))
     scored.outputs = [o for o in cell.get("outputs", []) if o.output_type != "execute_result"]

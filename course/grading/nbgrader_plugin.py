@@ -2,10 +2,10 @@
 
 ``nbgrader_config.py`` calls :func:`configure`, which
 
-* runs submissions in the ``sgd-sandbox`` kernel (:mod:`course.sandbox`)
+* runs submissions in the ``sgd-sandbox`` kernel (:mod:`course.grading.kernel`)
   when it is installed and bubblewrap works;
 * inserts :class:`ReVerify` after nbgrader's ``Execute``: every probed test
-  cell is re-verified outside the kernel (:mod:`course.verify`); a cell that
+  cell is re-verified outside the kernel (:mod:`course.grading`); a cell that
   passed in the kernel but fails re-verification gets an error output, so
   ``SaveAutoGrades`` scores it 0;
 * re-inserts deleted test cells, limits each cell's run time and each
@@ -13,7 +13,7 @@
   had to be stopped up to that cell;
 * strips any traceback that could quote a test from feedback;
 * removes anything a browser could run from what a submission wrote, before
-  it is stored, shown in formgrader or sent back as feedback (:mod:`course.render`).
+  it is stored, shown in formgrader or sent back as feedback (:mod:`course.grading.render`).
 """
 
 from __future__ import annotations
@@ -37,10 +37,12 @@ from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, Clea
                                     NbGraderPreprocessor, SaveAutoGrades)
 from traitlets import Bool, Float
 
-from course.render import configure_rendering
-from course.sandbox import KERNEL_NAME
-from course.untrusted import printable, remove_non_regular
-from course.verify import banned_constructs, has_probes, learner_source, verify
+from course.grading.render import configure_rendering
+from course.grading.kernel import KERNEL_NAME
+from course.grading.untrusted import printable, remove_non_regular
+from course.grading.probes import has_probes
+from course.grading.reverify import verify
+from course.grading.source import banned_constructs, learner_source
 
 CELL_TIMEOUT = 60
 NOTEBOOK_TIMEOUT = 600
@@ -218,7 +220,7 @@ def configure(c: Any) -> None:
     c.Execute.timeout = CELL_TIMEOUT
     c.CourseExecute.notebook_timeout = NOTEBOOK_TIMEOUT
     # Kernels talk over Unix sockets, each in a folder only its sandbox sees:
-    # no network at all in the kernel (course.sandbox).
+    # no network at all in the kernel (course.grading.kernel).
     c.KernelManager.transport = "ipc"
     c.OverwriteCells.add_missing_cells = True
     from nbgrader.converters import Autograde
@@ -230,5 +232,5 @@ def configure(c: Any) -> None:
         c.Execute.kernel_name = KERNEL_NAME
     c.GenerateFeedback.preprocessors = [
         GetGrades, ClearHiddenTests, ShortTracebacks, CSSHTMLHeaderPreprocessor]
-    # Nothing a submission wrote may run in a browser (formgrader, feedback): course.render.
+    # Nothing a submission wrote may run in a browser (formgrader, feedback): course.grading.render.
     configure_rendering(c)

@@ -1,0 +1,146 @@
+"""``course report``: the instructor's class report, from nbgrader's gradebook.
+
+:func:`class_report` reads the gradebook and the autograded notebooks and
+summarises each test cell: pass rate, mean points and the most common failure
+message, plus a PNG histogram of the totals (:func:`plot_totals`). Everything
+printed that comes from a submission goes through
+:func:`course.grading.untrusted.printable`.
+"""
+
+from __future__ import annotations
+
+import collections
+import pathlib
+import re
+import dataclasses
+from dataclasses import dataclass
+
+import nbformat
+
+from course.grading.untrusted import printable
+
+LOCKED = "database is locked"
+#: Errors with which nbgrader refuses a notebook whose nbgrader metadata or locked
+#: cells were tampered with (or that is no notebook): the submission gets 0.
+REFUSALS = (
+    "Inconsistent checksums for cell",            # grade ids swapped, locked cell changed
+    "Notebook failed to validate",                # nbgrader metadata corrupted
+    "Duplicate grade id",
+    "does not have a grade_id",
+    "grade_id is empty",
+    "does not have points",
+    "ValidationError",
+    "version of the nbgrader metadata format",    # schema version edited
+    "NotJSONError", "Notebook does not appear to be JSON",
+    "JSONDecodeError", "UnicodeDecodeError",
+)
+_EXCEPTION_LINE = re.compile(r"^\s*([A-Za-z_][\w.]*(?:Error|Exception)): (.+)$")
+_CHANGED = re.compile(r"Attribute '([^']*)' for cell (\S+) has changed")
+
+
+@dataclass
+class CellSummary:
+    """One test cell across the class."""
+
+    grade_id: str
+    max_score: float
+    submissions: int
+    passed: int
+    mean: float
+    common_failure: str
+    pending_manual: int = 0
+
+
+def _failures(assignment: str, notebook: str, root: pathlib.Path) -> dict[str, collections.Counter]:
+    """grade_id -> Counter of first lines of the error messages, from autograded notebooks."""
+    counts: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+    for path in sorted((root / "autograded").glob(f"*/{assignment}/{notebook}.ipynb")):
+        try:
+            nb = nbformat.read(path, as_version=4)
+        except Exception:  # noqa: BLE001 - a broken file just has no messages
+            continue
+        for cell in nb.cells:
+            gid = cell.metadata.get("nbgrader", {}).get("grade_id")
+            for out in cell.get("outputs", []):
+                if gid and out.get("output_type") == "error":
+                    text = (out.get("evalue") or out.get("ename") or "").strip()
+                    counts[gid][(text.splitlines() or [out.get("ename", "")])[0][:120]] += 1
+                    break
+    return counts
+
+
+def class_report(assignment: str, root: pathlib.Path) -> tuple[list[CellSummary], dict[str, float]]:
+    """Per-cell summaries and per-student totals from nbgrader's gradebook."""
+    from nbgrader.api import Gradebook
+    cells: dict[str, list[float]] = collections.defaultdict(list)
+    pending: collections.Counter = collections.Counter()
+    maxima: dict[str, float] = {}
+    totals: dict[str, float] = {}
+    messages: dict[str, collections.Counter] = {}
+    with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:
+        for sub in gb.assignment_submissions(assignment):
+            totals[sub.student_id] = float(sub.score)
+            for nb in sub.notebooks:
+                for grade in nb.grades:
+                    cells[grade.name].append(float(grade.score))
+                    maxima[grade.name] = float(grade.max_score)
+                    pending[grade.name] += bool(grade.needs_manual_grade)
+        for notebook in gb.find_assignment(assignment).notebooks:
+            messages.update(_failures(assignment, notebook.name, root))
+    summary = [CellSummary(gid, maxima[gid], len(scores),
+                           sum(s >= maxima[gid] for s in scores),
+                           sum(scores) / len(scores),
+                           (messages.get(gid) or collections.Counter({"": 0})).most_common(1)[0][0],
+                           pending[gid])
+               for gid, scores in cells.items()]
+    return summary, totals
+
+
+def refused_submissions(assignment: str, root: pathlib.Path) -> list[tuple[str, str]]:
+    """(student, reason) of the submissions :func:`record_refused` recorded with 0."""
+    from nbgrader.api import Gradebook
+    found = []
+    with Gradebook(f"sqlite:///{pathlib.Path(root) / 'gradebook.db'}") as gb:
+        for sub in gb.assignment_submissions(assignment):
+            for nb in sub.notebooks:
+                notes = [c.auto_comment for c in nb.comments
+                         if (c.auto_comment or "").startswith("Not graded: nbgrader refused")]
+                if nb.flagged and notes:
+                    found.append((sub.student_id, notes[0]))
+                    break
+    return sorted(found)
+
+
+def format_report(assignment: str, summary: list[CellSummary], totals: dict[str, float]) -> str:
+    """The table printed by ``course report``."""
+    summary = [dataclasses.replace(c, grade_id=printable(c.grade_id, 60),
+                                   common_failure=printable(c.common_failure, 90))
+               for c in summary]
+    width = max([len(c.grade_id) for c in summary] + [9])
+    lines = [f"{printable(assignment, 80)}: {len(totals)} submissions",
+             f"{'test cell':{width}}  {'max':>4}  {'passed':>9}  {'mean':>5}  most common failure"]
+    for c in summary:
+        rate = f"{c.passed}/{c.submissions}"
+        note = f"{c.pending_manual} to grade by hand" if c.pending_manual else c.common_failure
+        lines.append(f"{c.grade_id:{width}}  {c.max_score:4g}  {rate:>9}  {c.mean:5.2f}  "
+                     f"{note}")
+    if totals:
+        values = sorted(totals.values())
+        lines.append(f"totals: mean {sum(values) / len(values):.2f}, "
+                     f"median {values[len(values) // 2]:g}, min {values[0]:g}, max {values[-1]:g}")
+    return "\n".join(lines)
+
+
+def plot_totals(totals: dict[str, float], max_total: float, path: pathlib.Path) -> pathlib.Path:
+    """Save a histogram of the students' totals as a PNG."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(5, 3))
+    bins = [x - 0.5 for x in range(int(max_total) + 2)]
+    ax.hist(list(totals.values()), bins=bins, color="tab:blue", edgecolor="white")
+    ax.set(xlabel="total points", ylabel="students", title=f"{len(totals)} submissions")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return path
