@@ -432,6 +432,21 @@ def test_schedule_wrong_types(result, pattern):
     fails(check_lr_schedule, lambda *args: result, pattern)
 
 
+def test_schedule_divided_by_decay_with_guard():
+    def guarded(t, lr0, k):
+        return lr0 if k == 0 else lr0 / (1 + t / k)
+    fails(check_lr_schedule, guarded, r"case 'step=10, lr0=0\.2, decay=0\.1'.*decay is a "
+                                      r"rate that multiplies the step: 1 \+ decay \* step, "
+                                      r"not 1 \+ step / decay")
+
+
+def test_schedule_float32_is_not_a_float():
+    """Grading accepts float and numpy.float64 only: so does the check."""
+    import numpy as np
+    fails(check_lr_schedule, lambda t, lr0, k: np.float32(lr0 / (1 + k * t)),
+          r"must return a float, got float32")
+
+
 def test_schedule_accepts_numpy_float():
     import numpy as np
     check_lr_schedule(lambda t, lr0, k: np.float64(lr0) / (1 + k * t))
