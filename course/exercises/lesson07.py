@@ -124,7 +124,7 @@ class _Recorded(nn.Module):
         self.calls: list[list[bool]] = []
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.calls.append([bool(_GRAD_ENABLED()), bool(self.training)])
+        self.calls.append([_GRAD_ENABLED(), self.training])   # raw: exact types only count
         return self.net(x)
 
 
@@ -639,9 +639,9 @@ def _evaluate_flow(fn: Any, case: Case) -> _Trace:
             grad_after = _GRAD_ENABLED()
             _SET_GRAD_ENABLED(grad_before)
     return _Trace(out=out, model=model, was_training=was_training,
-                  params_before=params_before, grad_after=bool(grad_after),
+                  params_before=params_before, grad_after=grad_after,
                   calls=[list(c) for c in model.calls],
-                  modes=[bool(m.training) for m in model.modules()],
+                  modes=[m.training for m in model.modules()],
                   params=_params(model), grads=_grads(model))
 
 
@@ -654,7 +654,7 @@ def _pair(out: Any) -> tuple[Any, Any]:
 def _evaluate_observe(run: Run) -> list[Any]:
     t = run.result
     loss, acc = _pair(t.out)
-    return [real(loss), real(acc), t.calls, bool(t.model.training), t.modes, t.params,
+    return [real(loss), real(acc), t.calls, t.model.training, t.modes, t.params,
             t.grads, t.grad_after]
 
 
@@ -871,7 +871,7 @@ def _train_epoch_flow(fn: Any, case: Case) -> _Trace:
                 for _ in range(epochs)]
     return _Trace(outs=outs, model=model, n=len(X), batch_size=batch_size,
                   calls=[list(c) for c in model.calls], params=_params(model),
-                  training=bool(model.training), order=snap(order.get_state()),
+                  training=model.training, order=snap(order.get_state()),
                   X=snap(X), y=snap(y))
 
 
