@@ -8,16 +8,18 @@ import pytest
 import torch
 
 from course.checks import (
-    CheckFailure,
     check_accuracy,
     check_evaluate,
     check_lr_sweep,
     check_train_epoch,
     check_train_step,
 )
-from tests.check_contract import ReturnValueContract, fails, run_leaving_global_rng_alone
 from course.data import iterate_minibatches
-
+from tests.check_contract import (
+    ReturnValueContract,
+    fails,
+    run_leaving_global_rng_alone,
+)
 
 # --------------------------------------------------------------------------
 # Reference solutions (as in the solution notebook)
@@ -157,18 +159,19 @@ def test_train_step_step_before_backward_with_stale_gradient():
 
 
 def test_train_step_stale_gradient_is_named():
-    from course.checks.lesson07 import _STALE_STEP, _train_step_cases, _diagnose_train_step
-    from course.checks.lesson07 import _clone, _params
-    case, model, opt, loss_fn, batches = _train_step_cases()[1]
-    X, y = batches[0]
-    before = _clone(model, opt)
-    params_before = _params(model)
-    ref_model, ref_opt = _clone(model, opt)
-    train_step(ref_model, ref_opt, loss_fn, X, y)
-    opt.step()  # step with the old gradient
-    with pytest.raises(CheckFailure, match="PREVIOUS gradient"):
-        _diagnose_train_step(case, before, params_before, _params(model),
-                             _params(ref_model), model, loss_fn, X, y)
+    from course.exercises.lesson07 import _STALE_STEP, TRAIN_STEP, _train_step_contract
+    from course.exercises.spec import run_case
+    case = TRAIN_STEP.cases[3]  # the classifier whose p.grad holds an old gradient, step 1
+
+    def stale(model, optimizer, loss_fn, X, y):
+        optimizer.step()  # step with the old gradient, then the batch's backward
+        optimizer.zero_grad()
+        loss = loss_fn(model(X), y)
+        loss.backward()
+        return loss.item()
+    got = run_case(TRAIN_STEP, stale, case)
+    expected = run_case(TRAIN_STEP, TRAIN_STEP.reference, case)
+    assert "PREVIOUS gradient" in _train_step_contract(got, expected)
     assert "before `loss.backward()`" in _STALE_STEP
 
 
@@ -227,10 +230,10 @@ def test_accuracy_wrong_dim():
 
 
 def test_accuracy_wrong_dim_on_square_logits():
-    from course.checks.lesson07 import _WRONG_DIM, _accuracy_candidates, _accuracy_cases
-    _, logits, y = _accuracy_cases()[1]
-    candidates = dict((h, v) for h, v in _accuracy_candidates(logits, y, 1.0))
-    assert candidates[_WRONG_DIM] == pytest.approx(2 / 3)
+    from course.exercises.lesson07 import _WRONG_DIM, ACCURACY
+    logits, y = ACCURACY.cases[1].args
+    wrong_dim = next(m for m in ACCURACY.mistakes if m.diagnosis == _WRONG_DIM)
+    assert wrong_dim.impl(logits, y) == pytest.approx(2 / 3)
 
     def wrong_dim_square_only(logits, y):
         if logits.shape[0] == logits.shape[1]:
@@ -516,8 +519,10 @@ def test_lr_sweep_tensor_values():
           "final loss 0 is a Tensor")
 
 
-def test_lr_sweep_numpy_array_passes():
-    check_lr_sweep(lambda lrs, mm, tr: np.array(lr_sweep(lrs, mm, tr)))
+def test_lr_sweep_numpy_array_is_not_a_list():
+    # grading always required a list (or tuple) of floats; the check now agrees
+    fails(check_lr_sweep, lambda lrs, mm, tr: np.array(lr_sweep(lrs, mm, tr)),
+          "should return a list of floats, got ndarray")
 
 
 def test_lr_sweep_never_trains():
