@@ -1356,19 +1356,16 @@ def _class_contract(got: Run, expected: Run) -> str | None:
         if calls != [True]:
             return (f"the closure was called {len(calls)} times"
                     + ("" if not calls or all(calls) else " with gradients disabled")
-                    + ", expected once with gradients enabled.\n  Diagnosis: "
-                    "`if closure is not None:` then `with torch.enable_grad(): loss = "
-                    "closure()`, before the update.")
+                    + f", expected once with gradients enabled.\n  Diagnosis: {_ENABLE_GRAD}")
         if type(out) is not _TENSOR:
             return (f"step(closure) returned {type(out).__name__}, expected the closure's "
-                    "loss.\n  Diagnosis: `return loss` (None when there is no closure).")
+                    f"loss.\n  Diagnosis: {_RETURN_LOSS}")
     if r["kind"] == "ops":
         per_tensor = _per_tensor(r["counts"])
         if sum(per_tensor.values()) >= r["n"]:
             return (f"your step dispatched {sum(per_tensor.values())} per-tensor ops "
                     f"({_describe(per_tensor)}): it updates the tensors one by one.\n  "
-                    "Diagnosis: call your foreach_sgd_update once per (device, dtype) group "
-                    "(not super().step(), which is the for-loop).")
+                    f"Diagnosis: {_NOT_SUPER}")
     return None
 
 
@@ -1391,18 +1388,11 @@ def _class_steps(got: Run, expected: Run) -> str | None:
                 hint = (f"your parameters agree with torch's to {n_ulp:.0f} ulp but not "
                         "bit for bit: " + _FMA)
             elif t == _LR_CHANGE:
-                hint = ("everything matched until the learning rate changed (the check "
-                        "halves group['lr'] before this step, as a scheduler does): "
-                        "read `group['lr']` (and every other option) from the param "
-                        "group at EVERY step; don't store it in __init__.")
+                hint = _LR_CHANGED
             elif t == _LATE and momentum != 0:
-                hint = ("the first layer's bias gets its FIRST gradient at this step "
-                        "while the other buffers exist: it needs a fresh buffer "
-                        "(a clone of its gradient) and the others a normal update.")
+                hint = _LATE_FIRST
             elif all(i >= _FIRST_GROUP for i in bad):
-                hint = ("only the second param group (its own lr = 0.02) is wrong: "
-                        "loop over `self.param_groups` and take lr, momentum, ... "
-                        "from each `group`, not from self.defaults.")
+                hint = _SECOND_GROUP
             else:
                 hint = None
             i = bad[0]
@@ -1412,9 +1402,7 @@ def _class_steps(got: Run, expected: Run) -> str | None:
         have_t = [i for i, s in enumerate(s_t) if s != "no state"]
         if momentum == 0 and have_o:
             return (f"{step}: with momentum = 0 torch keeps opt.state empty, yours has "
-                    f"{len(have_o)} entries.\n  Diagnosis: reading `self.state[p]` creates "
-                    "an entry (it is a defaultdict): only touch the state when "
-                    "momentum != 0.")
+                    f"{len(have_o)} entries.\n  Diagnosis: {_STATE_EMPTY}")
         if have_o != have_t:
             return (f"{step}: state entries for parameters {have_o}, torch has {have_t}.\n"
                     "  Diagnosis: after the update write every buffer back, "
@@ -1424,14 +1412,10 @@ def _class_steps(got: Run, expected: Run) -> str | None:
             (keys_o, b_o), (keys_t, b_t) = s_o[i], s_t[i]
             if keys_o != keys_t:
                 return (f"{step}: state of parameter {i} has keys {keys_o}, expected "
-                        f"{keys_t}.\n  Diagnosis: torch's SGD stores exactly one entry per "
-                        "parameter, `state[p]['momentum_buffer']` (that is what state_dict "
-                        "and load_state_dict exchange).")
+                        f"{keys_t}.\n  Diagnosis: {_ONE_KEY}")
             if b_o is None:
                 return (f"{step}: state[p]['momentum_buffer'] of parameter {i} is None.\n"
-                        "  Diagnosis: foreach_sgd_update fills the list you pass it: keep "
-                        "that list (`bufs = [...]`, then call, then store `bufs[k]`), don't "
-                        "pass a copy or store the old entries.")
+                        f"  Diagnosis: {_BUFFERS_KEPT}")
             if not _equal([b_o], [b_t]):
                 return _bit_difference(f"{step}, momentum_buffer of parameter {i}", b_t,
                                        b_o, None)
@@ -1447,13 +1431,94 @@ def _class_steps(got: Run, expected: Run) -> str | None:
 def _class_on_error(case: Case, exc: BaseException) -> str | None:
     text = str(exc)
     if "leaf Variable" in text or "requires grad" in text:
-        return ("run the update without autograd: decorate step with `@torch.no_grad()` "
-                "(the closure, if any, runs inside `with torch.enable_grad():`).")
+        return _NO_GRAD
     if "NoneType" in text:
-        return ("skip parameters whose .grad is None (here the first layer's bias has no "
-                "gradient in steps 1–2): "
-                "`params = [p for p in group['params'] if p.grad is not None]`.")
+        return _SKIP_NONE
     return None
+
+
+_LR_CHANGED = ("everything matched until the learning rate changed (the check halves "
+               "group['lr'] before this step, as a scheduler does): read `group['lr']` (and "
+               "every other option) from the param group at EVERY step; don't store it in "
+               "__init__.")
+_LATE_FIRST = ("the first layer's bias gets its FIRST gradient at this step while the other "
+               "buffers exist: it needs a fresh buffer (a clone of its gradient) and the "
+               "others a normal update.")
+_SECOND_GROUP = ("only the second param group (its own lr = 0.02) is wrong: loop over "
+                 "`self.param_groups` and take lr, momentum, ... from each `group`, not "
+                 "from self.defaults.")
+_STATE_EMPTY = ("reading `self.state[p]` creates an entry (it is a defaultdict): only touch "
+                "the state when momentum != 0.")
+_ONE_KEY = ("torch's SGD stores exactly one entry per parameter, "
+            "`state[p]['momentum_buffer']` (that is what state_dict and load_state_dict "
+            "exchange).")
+_BUFFERS_KEPT = ("foreach_sgd_update fills the list you pass it: keep that list (`bufs = "
+                 "[...]`, then call, then store `bufs[k]`), don't pass a copy or store the "
+                 "old entries.")
+_ENABLE_GRAD = ("`if closure is not None:` then `with torch.enable_grad(): loss = closure()`"
+                ", before the update.")
+_RETURN_LOSS = "`return loss` (None when there is no closure)."
+_NOT_SUPER = ("call your foreach_sgd_update once per (device, dtype) group (not "
+              "super().step(), which is the for-loop).")
+_NO_GRAD = ("run the update without autograd: decorate step with `@torch.no_grad()` (the "
+            "closure, if any, runs inside `with torch.enable_grad():`).")
+_SKIP_NONE = ("skip parameters whose .grad is None (here the first layer's bias has no "
+              "gradient in steps 1–2): "
+              "`params = [p for p in group['params'] if p.grad is not None]`.")
+
+
+def _wrong_class(bug: str, update: Callable[..., None] | None = None) -> type:
+    """A learner's ForeachSGD with the classic mistake ``bug`` (``update``: its
+    foreach_sgd_update, by default a right one)."""
+    update = update or _wrong_update("")
+
+    class ForeachSGD(CourseSGD):
+        def __init__(self, params: Any, **kwargs: Any) -> None:
+            super().__init__(params, **kwargs)
+            self._lrs = [g["lr"] for g in self.param_groups]
+
+        def step(self, closure: Any = None) -> Any:
+            if bug == "per_tensor_step":
+                return super().step(closure)
+            if bug == "no_grad_missing":
+                return self._step(closure)
+            with torch.no_grad():
+                return self._step(closure)
+
+        def _step(self, closure: Any) -> Any:
+            loss = None
+            if closure is not None:
+                if bug == "closure_without_enable_grad":
+                    loss = closure()
+                else:
+                    with torch.enable_grad():
+                        loss = closure()
+            for k, group in enumerate(self.param_groups):
+                opts = self.defaults if bug == "options_from_defaults" else group
+                lr = self._lrs[k] if bug == "lr_cached_in_init" else opts["lr"]
+                params = [p for p in group["params"]
+                          if bug == "grad_none_not_skipped" or p.grad is not None]
+                momentum = opts["momentum"]
+                for idx in group_by_device_and_dtype(params).values():
+                    ps = [params[i] for i in idx]
+                    if bug == "state_without_momentum":
+                        for p in ps:
+                            self.state[p]
+                    bufs = [self.state[p].get("momentum_buffer") if momentum != 0 else None
+                            for p in ps]
+                    update(ps, [p.grad for p in ps],
+                           list(bufs) if bug == "buffers_not_stored" else bufs, lr=lr,
+                           momentum=momentum, dampening=opts["dampening"],
+                           weight_decay=opts["weight_decay"], nesterov=opts["nesterov"],
+                           maximize=opts["maximize"])
+                    if momentum != 0:
+                        for p, buf in zip(ps, bufs):
+                            self.state[p]["momentum_buffer"] = buf
+                            if bug == "extra_state_keys":
+                                self.state[p]["step"] = 1
+            return None if bug == "loss_not_returned" else loss
+
+    return ForeachSGD
 
 
 #: torch's own SGD test inputs (common_optimizers.py) plus two extras.
@@ -1522,6 +1587,22 @@ FOREACH_SGD = Exercise(
     after=[_class_steps],
     on_error=_class_on_error,
     show=lambda run: run.result.get("returned", run.result["kind"]),
+    mistakes=[
+        Mistake("lr_cached_in_init", _LR_CHANGED, _wrong_class("lr_cached_in_init")),
+        Mistake("restart_mixed_buffers", _LATE_FIRST,
+                _wrong_class("", _wrong_update("restart_mixed_buffers"))),
+        Mistake("options_from_defaults", _SECOND_GROUP, _wrong_class("options_from_defaults")),
+        Mistake("state_without_momentum", _STATE_EMPTY, _wrong_class("state_without_momentum")),
+        Mistake("extra_state_keys", _ONE_KEY, _wrong_class("extra_state_keys")),
+        Mistake("buffers_not_stored", _BUFFERS_KEPT, _wrong_class("buffers_not_stored")),
+        Mistake("closure_without_enable_grad", _ENABLE_GRAD,
+                _wrong_class("closure_without_enable_grad")),
+        Mistake("loss_not_returned", _RETURN_LOSS, _wrong_class("loss_not_returned")),
+        Mistake("per_tensor_step", _NOT_SUPER, _wrong_class("per_tensor_step")),
+        Mistake("no_grad_missing", _NO_GRAD, _wrong_class("no_grad_missing")),
+        Mistake("grad_none_not_skipped", _SKIP_NONE, _wrong_class("grad_none_not_skipped")),
+        Mistake("rounding_step", _FMA, _wrong_class("", _wrong_update("rounding_step"))),
+    ],
     forbidden=FORBIDDEN,
 )
 
