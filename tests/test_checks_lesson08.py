@@ -165,7 +165,7 @@ def test_step_op_counts_wrong_types():
 
 def test_step_op_counts_unknown_mistake_is_generic():
     msg = fails(check_step_op_counts, lambda n, **k: (n + 7, 3),
-                r"case 'n_tensors=4' \(measured on torch.optim.SGD\): expected \(4, 1\), "
+                r"case 'n_tensors=4': expected \(4, 1\) \(measured on torch.optim.SGD\), "
                 r"got \(11, 3\)\.$")
     assert "Diagnosis" not in msg
 
@@ -520,7 +520,7 @@ def test_class_buffers_not_saved():
     def forgetful(params, grads, bufs, **kw):
         foreach_sgd_update(params, grads, list(bufs), **kw)
     fails(check_foreach_sgd_class, make_class(forgetful),
-          r"momentum=0.9', step 1: state\[p\]\['momentum_buffer'\] of parameter 0 is None"
+          r"momentum=0.9': step 1: state\[p\]\['momentum_buffer'\] of parameter 0 is None"
           ".*don't pass a copy")
 
 
@@ -593,7 +593,7 @@ def test_class_closure_result_not_returned():
 
 def test_class_mixed_first_step_restart():
     fails(check_foreach_sgd_class, make_class(update(restart_mixed=True)),
-          r"momentum=0.9', step 3.*FIRST gradient at this step")
+          r"momentum=0.9': step 3.*FIRST gradient at this step")
 
 
 def test_class_course_foreach_path_passes():
