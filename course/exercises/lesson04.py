@@ -226,7 +226,7 @@ def _momentum_parts(got: Run, expected: Run) -> str | None:
 
 
 def _momentum_passed(runs: Sequence[tuple[Run, Run]]) -> str:
-    """momentum_step: torch's rule, first step included (bit for bit, or to float rounding)."""
+    """momentum_step: torch's rule, first step included, bit for bit or to float rounding"""
     exact = all(_bits_equal(a, b) for got, want in runs
                 for a, b in zip(got.result[0].seen[:2], want.result[0].seen[:2]))
     how = ("bit for bit, as torch.optim.SGD" if exact else
@@ -581,7 +581,7 @@ def _trajectory(bug: str) -> Callable[..., Any]:
 
 
 def _heavy_ball_passed(runs: Sequence[tuple[Run, Run]]) -> str:
-    """heavy_ball: torch.optim.SGD's trajectory (bit for bit, or to float rounding)."""
+    """heavy_ball: torch.optim.SGD's trajectory, bit for bit or to float rounding"""
     exact = all(_bits_equal(got.result, want.result) for got, want in runs)
     how = "bit for bit" if exact else "to float rounding (not bit for bit: lesson 5 shows why)"
     return (f"heavy_ball: {len(runs)} runs (quadratics, Rosenbrock, dampening, float32, "
