@@ -258,10 +258,11 @@ def test_heavy_ball_natural_math_passes():
     check_heavy_ball(natural)
 
 
-def test_heavy_ball_numpy_history_passes():
+def test_heavy_ball_numpy_history_is_rejected_as_in_grading():
     def as_numpy(f_grad, w0, lr, momentum, n_steps, dampening=0.0):
         return heavy_ball(f_grad, w0, lr, momentum, n_steps, dampening).numpy()
-    check_heavy_ball(as_numpy)
+    fails(check_heavy_ball, as_numpy,
+          r"expected a tensor of shape.*got ndarray.*`torch.stack\(history\)`, not a numpy")
 
 
 def test_heavy_ball_buffer_reset_every_step():

@@ -116,7 +116,10 @@ class Exercise:
             (torch wherever torch has one).
         cases: the visible cases, in the order the check runs them.
         observe: a run -> plain values (what is compared, here and in grading).
-        passed: the check's one-line success message (after ``✓ ``).
+        passed: the check's one-line success message (after ``✓ ``); or a
+            function of the visible cases' (learner run, reference run) pairs
+            that returns it (its docstring summarises it), when the line
+            depends on the learner's values (e.g. "bit for bit" or not).
         hidden: draws the hidden cases of one verification from its generator.
         rtol, atol: tolerance of the comparison; both 0: exactly equal.
         rules: contract rules checked on every case before the values.
@@ -141,7 +144,7 @@ class Exercise:
     reference: Callable[..., Any]
     cases: Sequence[Case]
     observe: Callable[[Run], Any]
-    passed: str
+    passed: str | Callable[[Sequence[tuple[Run, Run]]], str]
     hidden: Callable[[np.random.Generator], Iterable[Case]] | None = None
     rtol: float = 0.0
     atol: float = 0.0
