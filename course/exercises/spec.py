@@ -117,6 +117,9 @@ class Exercise:
         cases: the visible cases, in the order the check runs them.
         observe: a run -> plain values (what is compared, here and in grading).
         passed: the check's one-line success message (after ``✓ ``).
+        passed_text: the success message computed from the visible cases'
+            (learner run, reference run) pairs, when it depends on them (e.g.
+            "bit for bit" or "to rounding"); default: :attr:`passed`.
         hidden: draws the hidden cases of one verification from its generator.
         rtol, atol: tolerance of the comparison; both 0: exactly equal.
         rules: contract rules checked on every case before the values.
@@ -154,6 +157,7 @@ class Exercise:
     show: Callable[[Run], Any] | None = None
     forbidden: Sequence[str] = ()
     time_limit: float | None = None
+    passed_text: Callable[[list[tuple[Run, Run]]], str] | None = None
 
     def hidden_cases(self, seed: int) -> list[Case]:
         """The hidden cases of the verification with this seed."""
