@@ -10,9 +10,7 @@ contract of every check (:mod:`course.checks._common`):
   run; the observed values are compared with the reference's; a wrong value
   names the case, the expected and actual values and the diagnosis of the
   first catalogued mistake that gives the learner's value on this case;
-* success prints one line, the spec's :attr:`~course.exercises.spec.Exercise.passed`
-  (a function of the visible cases' runs when the line depends on them, e.g.
-  whether the learner's values were bit-exact).
+* success prints one line, the spec's :attr:`~course.exercises.spec.Exercise.passed`.
 """
 
 from __future__ import annotations
@@ -142,7 +140,7 @@ def make_check(exercise: Exercise) -> Callable[[Any], None]:
 
     def check(obj: Any) -> None:
         require_function(obj, name)
-        runs: list[tuple[Run, Run]] = []
+        runs = []
         for case in exercise.cases:
             def hint(exc: BaseException, case: Any = case) -> str | None:
                 return exercise.on_error(case, exc) if exercise.on_error else None
@@ -161,13 +159,11 @@ def make_check(exercise: Exercise) -> Callable[[Any], None]:
                 raise mismatch(case.name, exercise.shown(expected), exercise.shown(got),
                                diagnosis(exercise, got, expected))
             runs.append((got, expected))
-        passed(exercise.passed if isinstance(exercise.passed, str) else exercise.passed(runs))
+        passed(exercise.passed if exercise.passed_text is None else exercise.passed_text(runs))
 
     check.__name__ = check.__qualname__ = f"check_{name}"
-    summary = exercise.passed if isinstance(exercise.passed, str) else \
-        (exercise.passed.__doc__ or "").strip()
     check.__doc__ = (f"Check your ``{name}`` on {len(exercise.cases)} cases "
-                     f"({summary.split(':', 1)[-1].strip()}).")
+                     f"({exercise.passed.split(':', 1)[-1].strip()}).")
     return check
 
 

@@ -28,6 +28,7 @@ within the tolerance), random hyper-parameters, shapes and tensors.
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import inspect
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NamedTuple
@@ -225,15 +226,19 @@ def _momentum_parts(got: Run, expected: Run) -> str | None:
     return None
 
 
-def _momentum_passed(runs: Sequence[tuple[Run, Run]]) -> str:
-    """momentum_step: torch's rule, first step included, bit for bit or to float rounding"""
-    exact = all(_bits_equal(a, b) for got, want in runs
-                for a, b in zip(got.result[0].seen[:2], want.result[0].seen[:2]))
+def _momentum_line(n: int, exact: bool) -> str:
     how = ("bit for bit, as torch.optim.SGD" if exact else
            "to float rounding (not bit for bit: lesson 5 shows why)")
-    return (f"momentum_step: {len(runs)} cases (first steps with and without dampening, "
+    return (f"momentum_step: {n} cases (first steps with and without dampening, "
             f"later steps, float32/float64) match torch's rule {how}; the first buffer "
             "is a copy of grad")
+
+
+def _momentum_passed(runs: Sequence[tuple[Run, Run]]) -> str:
+    """momentum_step: torch's rule, first step included, bit for bit or to float rounding"""
+    return _momentum_line(len(runs), all(
+        _bits_equal(a, b) for got, want in runs
+        for a, b in zip(got.result[0].seen[:2], want.result[0].seen[:2])))
 
 
 ZERO_START = (
@@ -329,7 +334,8 @@ MOMENTUM_STEP = Exercise(
     observe=_momentum_observe,
     call=_momentum_flow,
     show=lambda run: run.result[0].seen[:2],
-    passed=_momentum_passed,
+    passed="",           # set below, from the number of cases
+    passed_text=_momentum_passed,
     rtol=1e-6, atol=1e-7,
     rules=[_momentum_contract],
     after=[_momentum_parts],
@@ -580,12 +586,16 @@ def _trajectory(bug: str) -> Callable[..., Any]:
     return heavy_ball
 
 
+def _heavy_ball_line(n: int, exact: bool) -> str:
+    how = "bit for bit" if exact else "to float rounding (not bit for bit: lesson 5 shows why)"
+    return (f"heavy_ball: {n} runs (quadratics, Rosenbrock, dampening, float32, "
+            f"n_steps=0) equal torch.optim.SGD's trajectory {how}; w0 is left unchanged")
+
+
 def _heavy_ball_passed(runs: Sequence[tuple[Run, Run]]) -> str:
     """heavy_ball: torch.optim.SGD's trajectory, bit for bit or to float rounding"""
-    exact = all(_bits_equal(got.result, want.result) for got, want in runs)
-    how = "bit for bit" if exact else "to float rounding (not bit for bit: lesson 5 shows why)"
-    return (f"heavy_ball: {len(runs)} runs (quadratics, Rosenbrock, dampening, float32, "
-            f"n_steps=0) equal torch.optim.SGD's trajectory {how}; w0 is left unchanged")
+    return _heavy_ball_line(len(runs), all(_bits_equal(got.result, want.result)
+                                           for got, want in runs))
 
 
 class _Quadratic:
@@ -668,7 +678,8 @@ HEAVY_BALL = Exercise(
     ],
     observe=_heavy_ball_observe,
     call=_heavy_ball_flow,
-    passed=_heavy_ball_passed,
+    passed="",           # set below, from the number of cases
+    passed_text=_heavy_ball_passed,
     hidden=lambda rng: _heavy_ball_hidden(rng),
     rtol=1e-6, atol=1e-9,
     rules=[_heavy_ball_contract],
@@ -727,6 +738,12 @@ def _effective_lr_hidden(rng: np.random.Generator) -> Iterator[Case]:
     yield Case("momentum 0", (lr(), 0.0, float(rng.uniform(0.0, 0.95))))
     yield Case("momentum near 1", (lr(), float(rng.uniform(0.95, 0.995)),
                                    float(rng.uniform(0.5, 0.95))))
+
+
+MOMENTUM_STEP = dataclasses.replace(
+    MOMENTUM_STEP, passed=_momentum_line(len(MOMENTUM_STEP.cases), exact=True))
+HEAVY_BALL = dataclasses.replace(
+    HEAVY_BALL, passed=_heavy_ball_line(len(HEAVY_BALL.cases), exact=True))
 
 
 EFFECTIVE_LR = Exercise(

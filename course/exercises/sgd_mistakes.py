@@ -25,6 +25,8 @@ for bit, its ``diagnosis`` tells the learner what is wrong and how to fix it.
   delegating to torch). A check detects them directly; the implementations
   are here for tests and for class-level checks.
 * :data:`MISTAKES` maps every name to its :class:`Mistake`.
+* :func:`as_spec` turns one into a :class:`course.exercises.spec.Mistake`
+  (the form an exercise spec lists), with ``{ulp}`` filled in from the run.
 
 >>> p, g = torch.tensor([1.0]), torch.tensor([0.5])
 >>> b = MISTAKES["dampening_on_first_step"].update(
@@ -38,10 +40,14 @@ from __future__ import annotations
 import ast
 import inspect
 import textwrap
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
+
+from course.exercises.spec import Mistake as SpecMistake
+from course.exercises.spec import Run
 
 __all__ = [
     "Mistake",
@@ -49,6 +55,7 @@ __all__ = [
     "BEHAVIOUR_MISTAKES",
     "MISTAKES",
     "ROUNDING",
+    "as_spec",
     "diagnosis",
     "pick",
     "source_names",
@@ -447,6 +454,27 @@ MISTAKES: dict[str, Mistake] = {m.name: m for m in VALUE_MISTAKES + BEHAVIOUR_MI
 def diagnosis(mistake: Mistake, ulp: int = 0) -> str:
     """The mistake's diagnosis, with ``{ulp}`` filled in for rounding mistakes."""
     return mistake.diagnosis.replace("{ulp}", str(ulp))
+
+
+def as_spec(mistake: Mistake | str, impl: Update | None = None,
+            ulp: Callable[[Run], int] | None = None) -> SpecMistake:
+    """The catalogued mistake as an exercise spec's :class:`~course.exercises.spec.Mistake`.
+
+    Args:
+        mistake: a :class:`Mistake` or its name in :data:`MISTAKES`.
+        impl: the learner-shaped wrong implementation of the exercise
+            (default: ``mistake.update``, shaped like ``sgd_update``); lessons
+            whose exercise has another signature build it from ``update``.
+        ulp: for a rounding mistake, the learner's distance in ulp from a
+            run (default 0), put into the diagnosis.
+    """
+    m = MISTAKES[mistake] if isinstance(mistake, str) else mistake
+    if "{ulp}" not in m.diagnosis:
+        return SpecMistake(m.name, m.diagnosis, impl or m.update)
+
+    def text(run: Run) -> str:
+        return diagnosis(m, ulp(run) if ulp is not None else 0)
+    return SpecMistake(m.name, text, impl or m.update)
 
 
 def source_names(fn: Any) -> set[str]:

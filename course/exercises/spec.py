@@ -17,7 +17,7 @@ compared is :attr:`Exercise.observe` of the run: plain values only (numbers,
 strings, None, lists, tensors, arrays), never the learner's objects.
 
 This module runs in the grading child after the learner's code (see
-:mod:`course.grading`): it binds the builtins as they were at import, so a
+:mod:`course.verify`): it binds the builtins as they were at import, so a
 patched ``type``, ``len`` or ``isinstance`` cannot change what it observes.
 """
 
@@ -116,10 +116,10 @@ class Exercise:
             (torch wherever torch has one).
         cases: the visible cases, in the order the check runs them.
         observe: a run -> plain values (what is compared, here and in grading).
-        passed: the check's one-line success message (after ``✓ ``); or a
-            function of the visible cases' (learner run, reference run) pairs
-            that returns it (its docstring summarises it), when the line
-            depends on the learner's values (e.g. "bit for bit" or not).
+        passed: the check's one-line success message (after ``✓ ``).
+        passed_text: the success message computed from the visible cases'
+            (learner run, reference run) pairs, when it depends on them (e.g.
+            "bit for bit" or "to rounding"); default: :attr:`passed`.
         hidden: draws the hidden cases of one verification from its generator.
         rtol, atol: tolerance of the comparison; both 0: exactly equal.
         rules: contract rules checked on every case before the values.
@@ -144,7 +144,7 @@ class Exercise:
     reference: Callable[..., Any]
     cases: Sequence[Case]
     observe: Callable[[Run], Any]
-    passed: str | Callable[[Sequence[tuple[Run, Run]]], str]
+    passed: str
     hidden: Callable[[np.random.Generator], Iterable[Case]] | None = None
     rtol: float = 0.0
     atol: float = 0.0
@@ -157,6 +157,7 @@ class Exercise:
     show: Callable[[Run], Any] | None = None
     forbidden: Sequence[str] = ()
     time_limit: float | None = None
+    passed_text: Callable[[list[tuple[Run, Run]]], str] | None = None
 
     def hidden_cases(self, seed: int) -> list[Case]:
         """The hidden cases of the verification with this seed."""
