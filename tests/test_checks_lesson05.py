@@ -556,7 +556,7 @@ def test_delegation_by_runtime_only_when_source_is_unknown():
 def test_patches_are_restored_after_the_check():
     originals = (torch_sgd.sgd, torch_sgd._single_tensor_sgd,
                  torch.optim._functional.sgd, torch.optim.SGD.__init__,
-                 course.sgd.update_one, course.optim.update_many,
+                 course.sgd.update_one, course.optim.sgd,
                  course.optim.SGD.__init__, torch._fused_sgd_)
     for wrong in (delegate_sgd, not_implemented, sgd_update):
         try:
@@ -565,7 +565,7 @@ def test_patches_are_restored_after_the_check():
             pass
     assert originals == (torch_sgd.sgd, torch_sgd._single_tensor_sgd,
                          torch.optim._functional.sgd, torch.optim.SGD.__init__,
-                         course.sgd.update_one, course.optim.update_many,
+                         course.sgd.update_one, course.optim.sgd,
                          course.optim.SGD.__init__, torch._fused_sgd_)
     p = torch.nn.Parameter(torch.ones(2))
     p.grad = torch.ones(2)

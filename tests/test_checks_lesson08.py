@@ -13,7 +13,7 @@ from course.checks import (
     check_step_op_counts,
 )
 from course.optim import SGD
-from course.sgd import update_many
+from course.sgd import _single_tensor_sgd
 from tests.check_contract import CheckContract, fails, run_leaving_global_rng_alone
 
 
@@ -413,7 +413,7 @@ def test_update_buffers_with_momentum_zero():
 
 def test_update_per_tensor_loop_is_not_foreach():
     loop_kw = lambda params, grads, bufs, *, lr, momentum=0.0, dampening=0.0, \
-        weight_decay=0.0, nesterov=False, maximize=False: update_many(  # noqa: E731
+        weight_decay=0.0, nesterov=False, maximize=False: _single_tensor_sgd(  # noqa: E731
             params, grads, bufs, lr=lr, momentum=momentum, dampening=dampening,
             weight_decay=weight_decay, nesterov=nesterov, maximize=maximize)
     fails(check_foreach_sgd_update, loop_kw,

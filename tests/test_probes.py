@@ -225,9 +225,9 @@ DELEGATIONS: dict[tuple[str, str], tuple[Any, set[str]]] = {
             "UPDATE", "torch.optim._functional.sgd(params, grads, bufs, foreach=False, "
             + _HYPER + ")")}),
         {"test_sgd_step", "test_sgd_state", "test_sgd_class"}),
-    (_L06, "course.sgd.update_many"): (
+    (_L06, "course.sgd._single_tensor_sgd"): (
         lambda: _variant(_L06, blocks={"SGD": "import course.sgd\n" + _GROUP_STEP.replace(
-            "UPDATE", "course.sgd.update_many(params, grads, bufs, " + _HYPER + ")")}),
+            "UPDATE", "course.sgd._single_tensor_sgd(params, grads, bufs, " + _HYPER + ")")}),
         {"test_sgd_step", "test_sgd_state", "test_sgd_class"}),
     (_L06, "course.optim.SGD"): (
         lambda: _variant(_L06, cells={"SGD": "from course.optim import SGD\n"}),

@@ -17,7 +17,7 @@ compared is :attr:`Exercise.observe` of the run: plain values only (numbers,
 strings, None, lists, tensors, arrays), never the learner's objects.
 
 This module runs in the grading child after the learner's code (see
-:mod:`course.verify`): it binds the builtins as they were at import, so a
+:mod:`course.grading.child`): it binds the builtins as they were at import, so a
 patched ``type``, ``len`` or ``isinstance`` cannot change what it observes.
 """
 
