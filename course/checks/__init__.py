@@ -20,7 +20,7 @@ __all__ = ["CheckFailure"]
 
 for _module in lessons().values():
     for _exercise in _module.EXERCISES:
-        _name = f"check_{_exercise.name}"
+        _name = f"check_{_exercise.check_name}"
         globals()[_name] = make_check(_exercise)
         __all__.append(_name)
 
