@@ -1230,3 +1230,13 @@ def test_every_mutant_is_caught_with_its_diagnosis(mistake):
     with pytest.raises(CheckFailure) as info:
         check_sgd_step(mistake.impl)
     assert text in str(info.value), (mistake.name, str(info.value))
+
+
+@pytest.mark.parametrize("check, mistake", [
+    *[(check_decay_groups, m) for m in spec.DECAY_GROUPS.mistakes],
+    *[(check_get_momentum_buffer, m) for m in spec.GET_MOMENTUM_BUFFER.mistakes],
+], ids=lambda x: getattr(x, "name", ""))
+def test_every_catalogued_function_mistake_gets_its_diagnosis(check, mistake):
+    with pytest.raises(CheckFailure) as info:
+        check(mistake.impl)
+    assert mistake.diagnosis in str(info.value), (mistake.name, str(info.value))

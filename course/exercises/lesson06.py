@@ -46,22 +46,32 @@ import itertools
 import math
 import pickle
 import sys
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
-import torch._dynamo  # noqa: F401 - loaded now (the first optimizer loads it lazily)
+import torch._dynamo
 from torch import Tensor, nn
 
 from course.exercises.sgd_mistakes import MISTAKES as RULE_MISTAKES
 from course.exercises.spec import Case, CheckFailure, Exercise, Mistake, Run
-from course.exercises.values import (COURSE_SGD, TORCH_SGD, as_float, fmt, generator, real,
-                                     snap, sub_seed, type_name)
+from course.exercises.values import (
+    COURSE_SGD,
+    TORCH_SGD,
+    as_float,
+    fmt,
+    generator,
+    real,
+    snap,
+    sub_seed,
+    type_name,
+)
 from course.sgd import option_grid
 
 #: Observations use the builtins as they were before the learner's code ran.
-__builtins__ = dict(vars(builtins))  # noqa: A001
+__builtins__ = dict(vars(builtins))
 
 #: The course's answer keys and torch's SGD, disabled while a submission is graded.
 FORBIDDEN = [*TORCH_SGD, *COURSE_SGD, "course.momentum.torch_momentum_step"]
@@ -500,8 +510,7 @@ def _buffer_contract(got: Run, expected: Run) -> str | None:
             return (f"after your call optimizer.state has {len(opt.state)} entry (it was "
                     f"empty).\n  Diagnosis: {_INSERTS}")
     elif kind == "buffer":
-        buf = expected.result[0]
-        buf = opt.state.get(p, {}).get("momentum_buffer")
+        buf = got.result[1]                       # the buffer before the call
         if out is None:
             return (f"for `{pname}` you returned None, but optimizer.state[param] holds "
                     "a 'momentum_buffer'.")
@@ -1019,7 +1028,7 @@ class _Guard:
         elif event == "c_call" and "fused_sgd" in getattr(arg, "__name__", ""):
             self.hit = "torch._fused_sgd_"
 
-    def __enter__(self) -> "_Guard":
+    def __enter__(self) -> _Guard:
         self._watching = False
         if _WATCH[0]:
             self._old = sys.getprofile()
@@ -1052,7 +1061,7 @@ class _Null:
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, *exc: Any) -> bool:
+    def __exit__(self, *exc: object) -> bool:
         return False
 
 
@@ -1139,7 +1148,7 @@ class _GivenPathRefused:
                     raise RuntimeError("the for-loop path must not call fused_sgd")
             ns["fused_sgd"] = fused_sgd
 
-    def __exit__(self, *exc: Any) -> bool:
+    def __exit__(self, *exc: object) -> bool:
         if self.saved is not None:
             self.namespace["fused_sgd"] = self.saved
         return False
@@ -1372,7 +1381,7 @@ _INVALID: list[tuple[str, Callable[[], Any], dict[str, Any]]] = [
     ("weight_decay=-1, nesterov=True (both invalid)", _params,
      dict(weight_decay=-1.0, nesterov=True)),
     ("params=a bare tensor", _bare, {}),
-    ("params=[] (empty)", lambda: [], {}),
+    ("params=[] (empty)", list, {}),
     ("params=a bare tensor, lr=-1", _bare, dict(lr=-1.0)),
     ("params=a bare tensor, nesterov=True", _bare, dict(nesterov=True)),
     ("fused=True, differentiable=True", _params, dict(fused=True, differentiable=True)),
@@ -1877,9 +1886,8 @@ def _closure_flow(cls: Any, case: Case) -> Any:
     steps = []
     with _GivenPathRefused(cls):
         for _ in range(2):
-            with torch.no_grad():
-                with guard("SGD.step(closure)"):
-                    ret = opt.step(closure)
+            with torch.no_grad(), guard("SGD.step(closure)"):
+                ret = opt.step(closure)
             steps.append([len(record), _describe_return(ret, record),
                           [p.detach().clone() for p in model.parameters()]])
         nn.functional.mse_loss(model(X), y).backward()
@@ -1972,7 +1980,7 @@ def _layout_rule(got: Run, expected: Run) -> str | None:
         return STATE_PRECREATED
     if len(out) < 6:
         return None
-    pre, n, frozen, entries, where, n0 = out
+    _, n, frozen, entries, where, n0 = out
     if n == 0:
         return STATE_ELSEWHERE.format(momentum=0.9, where=where)
     if frozen:
