@@ -1235,8 +1235,9 @@ def test_every_mutant_is_caught_with_its_diagnosis(mistake):
 @pytest.mark.parametrize("check, mistake", [
     *[(check_decay_groups, m) for m in spec.DECAY_GROUPS.mistakes],
     *[(check_get_momentum_buffer, m) for m in spec.GET_MOMENTUM_BUFFER.mistakes],
+    *[(check_sgd_init, m) for m in spec.INIT_MISTAKES],
 ], ids=lambda x: getattr(x, "name", ""))
-def test_every_catalogued_function_mistake_gets_its_diagnosis(check, mistake):
+def test_every_catalogued_mistake_gets_its_diagnosis(check, mistake):
     with pytest.raises(CheckFailure) as info:
         check(mistake.impl)
     assert mistake.diagnosis in str(info.value), (mistake.name, str(info.value))

@@ -1321,12 +1321,7 @@ def _construct_rule(got: Run, expected: Run) -> str | None:
     diff = _diff_dict(defaults, ref.defaults)
     if diff:
         return (f"your `defaults` differ from torch's: {diff}.\n  Diagnosis: "
-                "build `defaults = dict(lr=lr, momentum=momentum, dampening=dampening, "
-                "weight_decay=weight_decay, nesterov=nesterov, maximize=maximize, "
-                "foreach=foreach, differentiable=differentiable, fused=fused)` with the "
-                "values exactly as given, and pass it to super().__init__(params, "
-                "defaults). Every key must be there: groups are filled from it, and "
-                "state_dict() carries it to torch.optim.SGD.")
+                + _DEFAULTS_HINT)
     groups = getattr(opt, "param_groups", None)
     if not isinstance(groups, list) or len(groups) != len(ref.param_groups):
         return (f"expected {len(ref.param_groups)} param group(s), "
@@ -1355,6 +1350,20 @@ def _construct_rule(got: Run, expected: Run) -> str | None:
     return None
 
 
+_DEFAULTS_HINT = (
+    "build `defaults = dict(lr=lr, momentum=momentum, dampening=dampening, "
+    "weight_decay=weight_decay, nesterov=nesterov, maximize=maximize, "
+    "foreach=foreach, differentiable=differentiable, fused=fused)` with the "
+    "values exactly as given, and pass it to super().__init__(params, "
+    "defaults). Every key must be there: groups are filled from it, and "
+    "state_dict() carries it to torch.optim.SGD.")
+_AFTER_SUPER = ("you validated the arguments after calling super().__init__ "
+                "(which checks params first). Validate lr, momentum, "
+                "weight_decay and nesterov BEFORE super().__init__(params, "
+                "defaults), as torch does. ")
+_OTHER_ORDER = "your checks run in a different order. "
+_SAME_TYPE = "use the same exception type as torch"
+_FUSED_AFTER = " These two checks come AFTER super().__init__(params, defaults)."
 _ORDER = ("torch checks, in this order: a multi-element tensor lr, lr < 0, "
           "momentum < 0, weight_decay < 0, nesterov with momentum <= 0 or "
           "dampening != 0 -- all BEFORE super().__init__(params, defaults), which "
@@ -1448,7 +1457,7 @@ def _raise_rule(got: Run, expected: Run) -> str | None:
         return None
     expected_text = f"{type(want).__name__}({str(want)!r})"
     if have is None:
-        where = (" These two checks come AFTER super().__init__(params, defaults)."
+        where = (_FUSED_AFTER
                  if "fused" in label else "")
         return (f"torch raises {expected_text}; your SGD accepted the arguments.{where}"
                 f"\n  Diagnosis: {_ORDER}")
@@ -1458,14 +1467,11 @@ def _raise_rule(got: Run, expected: Run) -> str | None:
     msg = f"torch raises {expected_text}; your SGD raised {actual}."
     if str(have) in _torch_messages() and str(have) != str(want):
         if "params argument" in str(have) or "empty parameter list" in str(have):
-            hint = ("you validated the arguments after calling super().__init__ "
-                    "(which checks params first). Validate lr, momentum, "
-                    "weight_decay and nesterov BEFORE super().__init__(params, "
-                    "defaults), as torch does. " + _ORDER)
+            hint = _AFTER_SUPER + _ORDER
         else:
-            hint = "your checks run in a different order. " + _ORDER
+            hint = _OTHER_ORDER + _ORDER
     elif type(have) is not type(want):
-        hint = (f"use the same exception type as torch: `raise "
+        hint = (f"{_SAME_TYPE}: `raise "
                 f"{type(want).__name__}(...)`, with the message {str(want)!r}.")
     else:
         hint = (f"use torch's message exactly: {str(want)!r} (an f-string with the "
@@ -2505,6 +2511,114 @@ def _sgd_exercise(grade_id: str, check: str, cases: list[Case], passed: str,
         forbidden=FORBIDDEN)
 
 
+
+
+# --------------------------------------------------------------------------
+# The constructor's classic mistakes, as learner-shaped classes
+# --------------------------------------------------------------------------
+
+class _Validating(CorrectSGD):
+    """torch's constructor: checks, super().__init__, then the fused checks
+    (``after_super``, ``order``, ``error``, ``extra``, ``fused_checks`` and
+    ``keys`` switch one mistake on)."""
+
+    order = ("tensor", "lr", "momentum", "wd", "nesterov")
+    error: type = ValueError
+    after_super = False
+    fused_checks = True
+    keys = ("lr", "momentum", "dampening", "weight_decay", "nesterov", "maximize",
+            "foreach", "differentiable", "fused")
+
+    def __init__(self, params: Any, lr: Any = 1e-3, momentum: float = 0,
+                 dampening: float = 0, weight_decay: float = 0, nesterov: bool = False, *,
+                 maximize: bool = False, foreach: bool | None = None,
+                 differentiable: bool = False, fused: bool | None = None) -> None:
+        given = dict(lr=lr, momentum=momentum, dampening=dampening,
+                     weight_decay=weight_decay, nesterov=nesterov, maximize=maximize,
+                     foreach=foreach, differentiable=differentiable, fused=fused)
+        if not self.after_super:
+            self.validate(lr, momentum, dampening, weight_decay, nesterov)
+        torch.optim.Optimizer.__init__(self, params, {k: given[k] for k in self.keys})
+        self.initial, self.steps = dict(given), 0
+        if self.after_super:
+            self.validate(lr, momentum, dampening, weight_decay, nesterov)
+        if self.fused_checks and fused and differentiable:
+            raise RuntimeError("`fused` does not support `differentiable`")
+        if self.fused_checks and fused and foreach:
+            raise RuntimeError("`fused` and `foreach` cannot be `True` together.")
+        self.extra(momentum)
+
+    def validate(self, lr: Any, momentum: Any, dampening: Any, weight_decay: Any,
+                 nesterov: Any) -> None:
+        checks = {
+            "tensor": (isinstance(lr, Tensor) and lr.numel() != 1, ValueError,
+                       "Tensor lr must be 1-element"),
+            "lr": (lambda: lr < 0.0, ValueError, f"Invalid learning rate: {lr}"),
+            "momentum": (lambda: momentum < 0.0, self.error,
+                         f"Invalid momentum value: {momentum}"),
+            "wd": (lambda: weight_decay < 0.0, ValueError,
+                   f"Invalid weight_decay value: {weight_decay}"),
+            "nesterov": (lambda: nesterov and (momentum <= 0 or dampening != 0), ValueError,
+                         "Nesterov momentum requires a momentum and zero dampening"),
+        }
+        for key in self.order:
+            cond, error, message = checks[key]
+            if cond() if callable(cond) else cond:
+                raise error(message)
+
+    def extra(self, momentum: Any) -> None:
+        pass
+
+
+class _ChecksAfterSuper(_Validating):
+    after_super = True
+
+
+class _ChecksInOtherOrder(_Validating):
+    order = ("tensor", "momentum", "lr", "wd", "nesterov")
+
+
+class _WrongErrorType(_Validating):
+    error = TypeError
+
+
+class _FusedChecksMissing(_Validating):
+    fused_checks = False
+
+
+class _DefaultsIncomplete(_Validating):
+    keys = ("lr", "momentum", "dampening", "weight_decay", "nesterov", "maximize")
+
+
+class _MomentumAboveOneRejected(_Validating):
+    def extra(self, momentum: Any) -> None:
+        if momentum > 1:
+            raise ValueError(f"Invalid momentum value: {momentum}")
+
+
+class _ZeroBuffersInInit(_Validating):
+    def extra(self, momentum: Any) -> None:
+        for group in self.param_groups:
+            for p in group["params"]:
+                self.state[p]["momentum_buffer"] = torch.zeros_like(p)
+
+
+#: The catalogued mistakes of the constructor (their diagnoses are the rules').
+INIT_MISTAKES = [
+    Mistake("zero_buffers_in_init", STATE_PRECREATED, _ZeroBuffersInInit),
+    Mistake("defaults_incomplete", _DEFAULTS_HINT, _DefaultsIncomplete),
+    Mistake("wrong_exception_type", _SAME_TYPE, _WrongErrorType),
+    Mistake("checks_in_other_order", _OTHER_ORDER.strip(), _ChecksInOtherOrder),
+    Mistake("checks_after_super", _AFTER_SUPER.strip(), _ChecksAfterSuper),
+    Mistake("fused_checks_missing", _FUSED_AFTER.strip(), _FusedChecksMissing),
+    Mistake("momentum_above_one_rejected", _OVER_VALIDATION, _MomentumAboveOneRejected),
+]
+
+
+# --------------------------------------------------------------------------
+# The exercises
+# --------------------------------------------------------------------------
+
 _STEP_SCENARIOS = _step_scenarios()
 _GRID = _grid_scenarios()
 _FOREACH = _foreach_scenarios()
@@ -2513,7 +2627,8 @@ _INIT_PASSED = (f"torch's signature and defaults, defaults/param_groups as torch
                 f"and message (in torch's order), {len(_VALID)} valid ones accepted")
 
 SGD_INIT = _sgd_exercise(
-    "test_sgd_init", "sgd_init", _init_cases(), "SGD.__init__: " + _INIT_PASSED, _init_hidden)
+    "test_sgd_init", "sgd_init", _init_cases(), "SGD.__init__: " + _INIT_PASSED, _init_hidden,
+    INIT_MISTAKES)
 
 SGD_STEP = _sgd_exercise(
     "test_sgd_step", "sgd_step", _scenario_cases(_STEP_SCENARIOS),
@@ -2536,7 +2651,7 @@ SGD_CLASS = _sgd_exercise(
     f"SGD: constructor, {len(_STEP_SCENARIOS)} step scenarios, "
     f"closure/state/state_dict/StepLR, {len(_GRID)} MLP runs (every option, "
     f"float32 and float64) and {len(_FOREACH)} foreach=True runs (p.grad too) "
-    "bit-identical to torch.optim.SGD", _class_hidden, STEP_MISTAKES)
+    "bit-identical to torch.optim.SGD", _class_hidden, INIT_MISTAKES + STEP_MISTAKES)
 
 EXERCISES = [DECAY_GROUPS, GET_MOMENTUM_BUFFER, SGD_INIT, SGD_STEP, SGD_STATE, SGD_CLASS]
 
