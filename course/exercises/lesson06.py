@@ -73,8 +73,11 @@ from course.sgd import option_grid
 #: Observations use the builtins as they were before the learner's code ran.
 __builtins__ = dict(vars(builtins))
 
-#: The course's answer keys and torch's SGD, disabled while a submission is graded.
-FORBIDDEN = [*TORCH_SGD, *COURSE_SGD, "course.momentum.torch_momentum_step"]
+#: The course's answer keys and torch's SGD, disabled while a submission is graded
+#: (this module's own references of the two functions too: grading never calls them).
+FORBIDDEN = [*TORCH_SGD, *COURSE_SGD, "course.momentum.torch_momentum_step",
+             "course.exercises.lesson06.decay_groups",
+             "course.exercises.lesson06.get_momentum_buffer"]
 
 _TORCH_SGD = torch.optim.SGD
 _OPTIMIZER = torch.optim.Optimizer
