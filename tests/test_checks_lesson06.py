@@ -18,7 +18,7 @@ from course.checks import (
     check_sgd_state,
     check_sgd_step,
 )
-from course.checks import class_mistakes as cm
+from course.exercises import lesson06 as spec
 from tests.check_contract import fails, not_implemented
 
 
@@ -1217,17 +1217,27 @@ def test_zero_grad_override():
 # --------------------------------------------------------------------------
 
 def test_correct_mutant_is_torch():
-    check_sgd_step(cm.mutant(""))
+    check_sgd_step(spec.CorrectSGD)
 
 
 # mistakes whose numbers coincide with an earlier one in every scenario
-SAME_NUMBERS = {"ignore_momentum": "buffer_not_saved", "cached_all": "cached_lr",
-                "dampen_first": "zeros_buffer"}  # the mutant's source has zeros_like
+SAME_NUMBERS = {"momentum_ignored": "buffer_not_saved", "cached_settings": "cached_lr"}
 
 
-@pytest.mark.parametrize("key", cm.MUTANTS)
-def test_every_mutant_is_caught_with_its_diagnosis(key):
-    text = cm.diagnosis(SAME_NUMBERS.get(key, key))
+@pytest.mark.parametrize("mistake", spec.STEP_MISTAKES, ids=lambda m: m.name)
+def test_every_mutant_is_caught_with_its_diagnosis(mistake):
+    text = spec.DIAGNOSES[SAME_NUMBERS.get(mistake.name, mistake.name)]
     with pytest.raises(CheckFailure) as info:
-        check_sgd_step(cm.mutant(key))
-    assert text in str(info.value), (key, str(info.value))
+        check_sgd_step(mistake.impl)
+    assert text in str(info.value), (mistake.name, str(info.value))
+
+
+@pytest.mark.parametrize("check, mistake", [
+    *[(check_decay_groups, m) for m in spec.DECAY_GROUPS.mistakes],
+    *[(check_get_momentum_buffer, m) for m in spec.GET_MOMENTUM_BUFFER.mistakes],
+    *[(check_sgd_init, m) for m in spec.INIT_MISTAKES],
+], ids=lambda x: getattr(x, "name", ""))
+def test_every_catalogued_mistake_gets_its_diagnosis(check, mistake):
+    with pytest.raises(CheckFailure) as info:
+        check(mistake.impl)
+    assert mistake.diagnosis in str(info.value), (mistake.name, str(info.value))

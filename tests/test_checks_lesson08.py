@@ -542,7 +542,7 @@ def test_class_extra_state_keys():
     class Extra(base):
         def step(self, closure=None):
             out = super().step(closure)
-            for p, st in self.state.items():
+            for st in self.state.values():
                 st["step"] = 1
             return out
     fails(check_foreach_sgd_class, Extra, "exactly one entry")

@@ -42,7 +42,7 @@ MISTAKE_IDS = [f"{ex.grade_id}-{m.name}" for ex, m in MISTAKES]
 
 
 def _check(ex):
-    return getattr(checks, f"check_{ex.name}")
+    return getattr(checks, f"check_{ex.check_name}")
 
 
 def _is_class(ex) -> bool:
@@ -142,4 +142,4 @@ def test_every_graded_cell_has_exactly_one_spec(lesson):
     for ex in LESSONS[lesson].EXERCISES:
         cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id")
                     == ex.grade_id)
-        assert f"check_{ex.name}({ex.name})" in cell.source, (ex.grade_id, names)
+        assert f"check_{ex.check_name}({ex.name})" in cell.source, (ex.grade_id, names)

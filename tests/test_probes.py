@@ -23,7 +23,6 @@ they run two at a time, in one job per lesson, started once per module.
 from __future__ import annotations
 
 import concurrent.futures
-import importlib
 import pathlib
 import re
 import textwrap
@@ -73,8 +72,8 @@ def _variant(lesson: str, cells: dict[str, str] | None = None,
              blocks: dict[str, str] | None = None, append: dict[str, str] | None = None) -> Any:
     """The solution with whole exercise cells, solution blocks or appended code changed."""
     nb = _read("solutions", lesson)
-    for gid, source in (cells or {}).items():
-        _exercise(nb, gid).source = textwrap.dedent(source)
+    for gid, code in (cells or {}).items():
+        _exercise(nb, gid).source = textwrap.dedent(code)
     for gid, body in (blocks or {}).items():
         cell = _exercise(nb, gid)
         n = cell.source.count("### BEGIN SOLUTION")
@@ -321,9 +320,9 @@ def _failing(verdicts: dict[str, tuple[bool, str]]) -> set[str]:
 
 @pytest.mark.parametrize("lesson", LESSONS)
 def test_every_graded_cell_has_a_probe(lesson: str) -> None:
-    probes = probes.lesson_probes(lesson)[0]
+    lesson_probes = probes.lesson_probes(lesson)[0]
     for kind in ("solutions", "notebooks"):
-        assert sorted(_graded_ids(_read(kind, lesson))) == sorted(probes), kind
+        assert sorted(_graded_ids(_read(kind, lesson))) == sorted(lesson_probes), kind
 
 
 @pytest.mark.parametrize("lesson", LESSONS)
@@ -356,8 +355,8 @@ def test_delegation_fails(runs: Any, lesson: str, target: str) -> None:
 @pytest.mark.parametrize("lesson", LESSONS)
 def test_no_banned_construct_in_the_notebooks(lesson: str) -> None:
     for kind in ("solutions", "notebooks"):
-        source = "\n".join(source.learner_source(_read(kind, lesson)))
-        assert source.banned_constructs(source) == [], kind
+        code = "\n".join(source.learner_source(_read(kind, lesson)))
+        assert source.banned_constructs(code) == [], kind
 
 
 @pytest.mark.parametrize("lesson", LESSONS)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import base64
 import concurrent.futures
-import importlib
 import pathlib
 import pickle
 from typing import Any
@@ -248,11 +247,11 @@ def _failing(verdicts: dict[str, tuple[bool, str]]) -> dict[str, str]:
 @pytest.mark.parametrize("lesson", LESSONS)
 def test_solution_passes_for_three_seeds(runs: Any, lesson: str) -> None:
     job = runs[lesson].result()
-    probes = probes.lesson_probes(lesson)[0]
+    lesson_probes = probes.lesson_probes(lesson)[0]
     assert len(set(job["seeds"])) == 3
     for seed in job["seeds"]:
         verdicts = job[("solution", seed)]
-        assert sorted(verdicts) == sorted(probes)
+        assert sorted(verdicts) == sorted(lesson_probes)
         assert not _failing(verdicts), (seed, _failing(verdicts))
 
 

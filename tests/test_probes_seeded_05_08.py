@@ -13,7 +13,6 @@ Every probe draws its inputs from the verification's seed, so
 
 from __future__ import annotations
 
-import importlib
 import pathlib
 import textwrap
 import types
@@ -148,9 +147,9 @@ def _record(lesson: str, seed: int) -> dict[Any, Any]:
         return out
 
     ns[name] = recording
-    probes = probes.lesson_probes(lesson)[0]
+    lesson_probes = probes.lesson_probes(lesson)[0]
     for probed in USERS.get(lesson, [gid]):
-        probes[probed].run(ns, seed)
+        lesson_probes[probed].run(ns, seed)
     assert table, f"{lesson}: the probe never called {name}"
     return table
 

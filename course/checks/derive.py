@@ -139,7 +139,10 @@ def make_check(exercise: Exercise) -> Callable[[Any], None]:
     name = exercise.name
 
     def check(obj: Any) -> None:
-        require_function(obj, name)
+        if exercise.require is not None:
+            exercise.require(obj)
+        else:
+            require_function(obj, name)
         runs = []
         for case in exercise.cases:
             def hint(exc: BaseException, case: Any = case) -> str | None:
@@ -161,7 +164,7 @@ def make_check(exercise: Exercise) -> Callable[[Any], None]:
             runs.append((got, expected))
         passed(exercise.passed if exercise.passed_text is None else exercise.passed_text(runs))
 
-    check.__name__ = check.__qualname__ = f"check_{name}"
+    check.__name__ = check.__qualname__ = f"check_{exercise.check_name}"
     check.__doc__ = (f"Check your ``{name}`` on {len(exercise.cases)} cases "
                      f"({exercise.passed.split(':', 1)[-1].strip()}).")
     return check

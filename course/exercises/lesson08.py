@@ -41,7 +41,7 @@ import torch._dynamo
 from torch import Tensor
 
 from course.exercises.sgd_mistakes import source_names
-from course.exercises.spec import Case, Exercise, Mistake, Run, run_case
+from course.exercises.spec import CheckFailure, Case, Exercise, Mistake, Run, run_case
 from course.exercises.values import (
     COURSE_SGD,
     TORCH_SGD,
@@ -1567,9 +1567,19 @@ def _class_hidden(rng: np.random.Generator) -> Iterator[Case]:
                      "shapes": [_shape(rng, 2) for _ in range(int(rng.integers(30, 50)))]})
 
 
+def _require_foreach_class(cls: Any) -> None:
+    """The learner's class itself, not an instance or a call's result."""
+    if not isinstance(cls, type):
+        raise CheckFailure("check_foreach_sgd_class expects your class `ForeachSGD` itself, "
+                           f"got {type(cls).__name__}: call "
+                           "check_foreach_sgd_class(ForeachSGD) without parentheses.")
+
+
 FOREACH_SGD = Exercise(
     grade_id="test_ForeachSGD",
     name="ForeachSGD",
+    check="foreach_sgd_class",
+    require=_require_foreach_class,
     reference=ForeachSGD,
     cases=[Case(label, (), opts, data={"mode": "fixed"}) for label, opts in _CLASS_CONFIGS] + [
         Case("step(closure)", (), {"lr": 0.01, "momentum": 0.9}, data={"mode": "closure"}),

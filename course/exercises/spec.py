@@ -37,6 +37,14 @@ _DEEPCOPY = copy.deepcopy
 _DEFAULT_RNG = np.random.default_rng
 
 
+class CheckFailure(AssertionError):
+    """A check found a mistake. The message is written for the learner.
+
+    (Also :class:`course.checks.CheckFailure`; defined here so that a spec's
+    flow can raise it for a protocol broken midway, even while grading, where
+    :mod:`course.checks` is disabled.)"""
+
+
 @dataclasses.dataclass(frozen=True)
 class Case:
     """One input of an exercise.
@@ -137,6 +145,10 @@ class Exercise:
         forbidden: dotted names disabled while the learner's code is graded
             (answer keys this exercise must not delegate to).
         time_limit: seconds a single case may take in the check.
+        check: the check's name, ``check_<check>`` (default: ``name``; several
+            exercises may check one definition, e.g. a class).
+        require: the check's first test of the learner's object, instead of
+            "it must be callable" (e.g. "a subclass of torch.optim.Optimizer").
     """
 
     grade_id: str
@@ -158,6 +170,13 @@ class Exercise:
     forbidden: Sequence[str] = ()
     time_limit: float | None = None
     passed_text: Callable[[list[tuple[Run, Run]]], str] | None = None
+    check: str | None = None
+    require: Callable[[Any], None] | None = None
+
+    @property
+    def check_name(self) -> str:
+        """The check's name without ``check_``."""
+        return self.check or self.name
 
     def hidden_cases(self, seed: int) -> list[Case]:
         """The hidden cases of the verification with this seed."""
