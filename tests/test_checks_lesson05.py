@@ -8,7 +8,6 @@ that the mutant library recognises real code.
 
 from __future__ import annotations
 
-import time
 
 import pytest
 import torch
@@ -97,12 +96,6 @@ class TestContract(ReturnValueContract):
 
 def test_checks_do_not_touch_global_rng():
     run_leaving_global_rng_alone(ALL)
-
-
-def test_sgd_update_check_is_fast():
-    start = time.perf_counter()
-    check_sgd_update(sgd_update)
-    assert time.perf_counter() - start < 1.0
 
 
 # --------------------------------------------------------------------------
@@ -672,41 +665,3 @@ def test_probes_pass_the_solution_and_reject_delegation():
     assert verdicts["test_sgd_update"][0] is False
     assert "may not be used by this exercise" in verdicts["test_sgd_update"][1]
     assert verdicts["test_ulp_distance"][0] is True
-
-
-# --------------------------------------------------------------------------
-# The specs (course/exercises/lesson05.py): every catalogued mistake
-# --------------------------------------------------------------------------
-
-def _spec_mistakes():
-    from course.exercises import lesson05
-    return [(ex, m) for ex in lesson05.EXERCISES for m in ex.mistakes]
-
-
-# Mistakes another one shadows on the first case where they show (same values there).
-_SPEC_SHADOWED = {"weight_decay_multiplied": "weight_decay_only",   # both 0 when λ = 0
-                  "rounding_everywhere": "rounding_step"}
-
-
-@pytest.mark.parametrize("exercise, mistake", _spec_mistakes(),
-                         ids=[f"{e.name}-{m.name}" for e, m in _spec_mistakes()])
-def test_spec_mistakes_fail_check_and_grading(exercise, mistake):
-    from course.checks.derive import agree, make_check
-    from course.exercises import observations
-    if mistake.name in ROUNDING and not fma_in_use():
-        pytest.skip("natural arithmetic is bit-exact without FMA")
-    shown = {m.name: m for m in exercise.mistakes}[_SPEC_SHADOWED.get(mistake.name,
-                                                                      mistake.name)]
-    if mistake.name in MISTAKES and exercise.name == "sgd_update":
-        text = MISTAKES[shown.name].diagnosis.split("{ulp}")[-1]
-    else:
-        text = shown.diagnosis
-    with pytest.raises(CheckFailure) as info:
-        make_check(exercise)(mistake.impl)
-    assert text in str(info.value)
-    if mistake.name.startswith("delegates_"):
-        return  # only the grading child's disabled answer keys stop these
-    seed = 20260512
-    assert not agree(observations(exercise, mistake.impl, seed),
-                     observations(exercise, exercise.reference, seed),
-                     exercise.rtol, exercise.atol)

@@ -10,7 +10,6 @@ import torch
 import course.optim
 import course.sgd
 from course.checks import (
-    CheckFailure,
     check_decay_groups,
     check_get_momentum_buffer,
     check_sgd_class,
@@ -197,14 +196,6 @@ def test_checks_leave_global_rng_alone():
     check_decay_groups(decay_groups)
     check_get_momentum_buffer(get_momentum_buffer)
     assert torch.equal(state, torch.random.get_rng_state())
-
-
-def test_check_sgd_class_is_fast():
-    import time
-    check_sgd_class(SGD)  # warm-up (first optimizer construction imports a lot)
-    t = time.perf_counter()
-    check_sgd_class(SGD)
-    assert time.perf_counter() - t < 3.0
 
 
 @pytest.mark.parametrize("check, name", [
@@ -1218,26 +1209,3 @@ def test_zero_grad_override():
 
 def test_correct_mutant_is_torch():
     check_sgd_step(spec.CorrectSGD)
-
-
-# mistakes whose numbers coincide with an earlier one in every scenario
-SAME_NUMBERS = {"momentum_ignored": "buffer_not_saved", "cached_settings": "cached_lr"}
-
-
-@pytest.mark.parametrize("mistake", spec.STEP_MISTAKES, ids=lambda m: m.name)
-def test_every_mutant_is_caught_with_its_diagnosis(mistake):
-    text = spec.DIAGNOSES[SAME_NUMBERS.get(mistake.name, mistake.name)]
-    with pytest.raises(CheckFailure) as info:
-        check_sgd_step(mistake.impl)
-    assert text in str(info.value), (mistake.name, str(info.value))
-
-
-@pytest.mark.parametrize("check, mistake", [
-    *[(check_decay_groups, m) for m in spec.DECAY_GROUPS.mistakes],
-    *[(check_get_momentum_buffer, m) for m in spec.GET_MOMENTUM_BUFFER.mistakes],
-    *[(check_sgd_init, m) for m in spec.INIT_MISTAKES],
-], ids=lambda x: getattr(x, "name", ""))
-def test_every_catalogued_mistake_gets_its_diagnosis(check, mistake):
-    with pytest.raises(CheckFailure) as info:
-        check(mistake.impl)
-    assert mistake.diagnosis in str(info.value), (mistake.name, str(info.value))

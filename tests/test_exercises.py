@@ -19,18 +19,23 @@ exactly one spec, in notebook order.
 
 from __future__ import annotations
 
+import dataclasses
 import re
+import sys
+import types
 
 import nbformat
 import numpy as np
 import pytest
+import torch
 from nbgrader.utils import is_grade, is_solution
 
+import course.optim
 from course import checks, exercises
 
 from course.grading import encoding, probes, source
 from course.checks import CheckFailure
-from course.exercises import observations
+from course.exercises import observations, run_case
 from tests.conftest import ROOT
 
 SEEDS = (1, 2, 3)
@@ -62,25 +67,71 @@ def _graded(ex, fn, seed):
     return encoding.same(got, want, probe)
 
 
+#: The oracle an exercise forbids building on (the SGD class must not subclass
+#: torch.optim.SGD): the course's own torch-exact class stands in for it.
+STAND_INS = {torch.optim.SGD: course.optim.SGD}
+
+#: Mistakes that give the same values as an earlier catalogued one on the first
+#: case where they show, so the check names that one (its advice covers both).
+SHADOWED = {
+    ("test_sgd_step", "momentum_ignored"): "buffer_not_saved",     # b = g every step: d = g
+    ("test_sgd_class", "momentum_ignored"): "buffer_not_saved",
+    ("test_sgd_step", "cached_settings"): "cached_lr",             # the lr change shows first
+    ("test_sgd_class", "cached_settings"): "cached_lr",
+}
+
+
 @pytest.mark.parametrize("ex", EXERCISES, ids=IDS)
 def test_reference_passes_with_one_line(ex, capsys):
-    _check(ex)(ex.reference)
+    _check(ex)(STAND_INS.get(ex.reference, ex.reference))
     lines = capsys.readouterr().out.splitlines()
     assert lines == [f"\u2713 {ex.passed}"], lines
 
 
+def _namespace(kind: str, lesson: str) -> dict:
+    """A lesson notebook's definitions (``kind``: solutions or notebooks), in a
+    module of their own, as the grading child runs them (pickle and deepcopy
+    find the classes); a cell that raises is skipped, as there."""
+    path = next((ROOT / kind).glob(f"{lesson}-*/{lesson}-*.ipynb"))
+    module = types.ModuleType(f"_{kind}_{lesson}")
+    sys.modules[module.__name__] = module
+    for chunk in source.learner_source(nbformat.read(path, as_version=4)):
+        try:
+            exec(compile(chunk, str(path), "exec"), module.__dict__)  # noqa: S102 - ours
+        except NotImplementedError:
+            pass
+    return module.__dict__
+
+
 @pytest.mark.parametrize("ex", EXERCISES, ids=IDS)
-def test_stub_is_not_implemented(ex):
-    def stub(*args, **kwargs):
-        raise NotImplementedError()
-    if _is_class(ex):
-        stub = type(ex.name, (), {"__init__": stub})
+def test_released_stub_is_not_implemented(ex):
+    stub = _namespace("notebooks", _lesson_of(ex))[ex.name]
     with pytest.raises(CheckFailure, match=f"`{re.escape(ex.name)}` is not implemented yet"):
         _check(ex)(stub)
 
 
-@pytest.mark.parametrize("ex", [ex for ex in EXERCISES if not _is_class(ex)],
-                         ids=[ex.grade_id for ex in EXERCISES if not _is_class(ex)])
+def _lesson_of(ex) -> str:
+    return next(n for n, module in LESSONS.items() if ex in module.EXERCISES)
+
+
+def _returns_values(ex) -> bool:
+    """A function exercise whose reference returns something on every visible
+    case (where None is a right answer, e.g. no momentum buffer, a function
+    returning None is judged by what it did instead)."""
+    if _is_class(ex):
+        return False
+    plain = dataclasses.replace(ex, call=None)
+    try:
+        return all(run_case(plain, ex.reference, case).result is not None
+                   for case in ex.cases)
+    except Exception:  # noqa: BLE001 - a flow's cases: the flow decides what None means
+        return False
+
+
+NONE_EXERCISES = [ex for ex in EXERCISES if _returns_values(ex)]
+
+
+@pytest.mark.parametrize("ex", NONE_EXERCISES, ids=[ex.grade_id for ex in NONE_EXERCISES])
 def test_returning_none_is_named(ex):
     with pytest.raises(CheckFailure, match="None"):
         _check(ex)(lambda *args, **kwargs: None)
@@ -91,10 +142,15 @@ def test_each_mistake_gets_its_diagnosis_and_fails_grading(ex, mistake):
     with pytest.raises(CheckFailure) as info:
         _check(ex)(mistake.impl)
     message = str(info.value)
+    shadow = SHADOWED.get((ex.grade_id, mistake.name))
+    if shadow is not None:
+        mistake = next(m for m in ex.mistakes if m.name == shadow)
     if isinstance(mistake.diagnosis, str):
-        assert f"Diagnosis: {mistake.diagnosis}" in message, message
+        assert mistake.diagnosis.split("{ulp}")[-1] in message, message
     else:
         assert "Diagnosis: " in message, message
+    if mistake.name.startswith("delegates_"):
+        return      # stopped by the grading child's disabled answer keys: tests/test_probes.py
     assert not all(_graded(ex, mistake.impl, seed) for seed in SEEDS)
 
 
@@ -104,17 +160,9 @@ def test_mistake_names_are_unique(ex):
     assert len(names) == len(set(names)), names
 
 
-def _solution_namespace(lesson: str) -> dict:
-    assignment = next(p.name for p in (ROOT / "solutions").iterdir() if p.name[:2] == lesson)
-    ns: dict = {"__name__": "__solution__"}
-    for chunk in source.solution_source(source.solution_path(assignment)):
-        exec(compile(chunk, f"<solution {assignment}>", "exec"), ns)  # noqa: S102 - our own
-    return ns
-
-
 @pytest.mark.parametrize("lesson", sorted(LESSONS))
 def test_solution_notebook_observes_what_the_reference_does(lesson):
-    ns = _solution_namespace(lesson)
+    ns = _namespace("solutions", lesson)
     for ex in LESSONS[lesson].EXERCISES:
         for seed in SEEDS:
             assert _graded(ex, ns[ex.name], seed), (ex.grade_id, seed)

@@ -120,18 +120,47 @@ def diagnosis(exercise: Exercise, got: Run, expected: Run) -> str | None:
         seen, want = exercise.observe(got), exercise.observe(expected)
     except Exception:  # noqa: BLE001 - a malformed result: no diagnosis
         return None
-    for mistake in exercise.mistakes:
-        try:
-            with np.errstate(all="ignore"):
-                wrong = exercise.observe(run_case(exercise, mistake.impl, got.case))
-        except Exception:  # noqa: BLE001 - this mistake does not apply here
-            continue
-        if agree(seen, wrong, exercise.rtol, exercise.atol) and \
-                not agree(wrong, want, exercise.rtol, exercise.atol):
-            return mistake.text(got)
+    matching = [m for m in exercise.mistakes
+                if _reproduces(exercise, m, got.case, seen, want)]
+    if len(matching) > 1:       # the one that explains the learner's code best
+        matching.sort(key=lambda m: -_agreements(exercise, m, got.fn))
+    if matching:
+        return matching[0].text(got)
     if exercise.diagnose is not None:
         return exercise.diagnose(got, expected)
     return None
+
+
+def _observed(exercise: Exercise, fn: Any, case: Any) -> Any:
+    """The observation of ``fn`` on ``case`` (raises what the code raises)."""
+    with np.errstate(all="ignore"):
+        return exercise.observe(run_case(exercise, fn, case))
+
+
+def _reproduces(exercise: Exercise, mistake: Any, case: Any, seen: Any, want: Any) -> bool:
+    """Whether ``mistake`` gives the learner's observation on ``case`` (and
+    not the expected one)."""
+    try:
+        wrong = _observed(exercise, mistake.impl, case)
+    except Exception:  # noqa: BLE001 - this mistake does not apply here
+        return False
+    return agree(seen, wrong, exercise.rtol, exercise.atol) and \
+        not agree(wrong, want, exercise.rtol, exercise.atol)
+
+
+def _agreements(exercise: Exercise, mistake: Any, learner: Any) -> int:
+    """On how many visible cases ``mistake`` gives what the learner's code gives
+    (to tell apart mistakes that coincide on the failing case)."""
+    count = 0
+    for case in exercise.cases:
+        try:
+            with time_limit(exercise.time_limit):
+                mine = _observed(exercise, learner, case)
+            count += agree(mine, _observed(exercise, mistake.impl, case),
+                           exercise.rtol, exercise.atol)
+        except BaseException:  # noqa: BLE001 - no agreement on this case
+            continue
+    return count
 
 
 def make_check(exercise: Exercise) -> Callable[[Any], None]:

@@ -2654,7 +2654,10 @@ SGD_CLASS = _sgd_exercise(
     f"SGD: constructor, {len(_STEP_SCENARIOS)} step scenarios, "
     f"closure/state/state_dict/StepLR, {len(_GRID)} MLP runs (every option, "
     f"float32 and float64) and {len(_FOREACH)} foreach=True runs (p.grad too) "
-    "bit-identical to torch.optim.SGD", _class_hidden, INIT_MISTAKES + STEP_MISTAKES)
+    "bit-identical to torch.optim.SGD", _class_hidden,
+    # the whole class: a step mistake comes with torch's constructor checks
+    INIT_MISTAKES + [Mistake(m.name, m.diagnosis, type(m.impl.__name__, (m.impl, _Validating), {}))
+                     for m in STEP_MISTAKES])
 
 EXERCISES = [DECAY_GROUPS, GET_MOMENTUM_BUFFER, SGD_INIT, SGD_STEP, SGD_STATE, SGD_CLASS]
 
