@@ -158,6 +158,33 @@ def test_harness_frames_are_out_of_reach(code):
 
 @needs_sandbox
 @pytest.mark.parametrize("code", [
+    "import sys\ndef _f():\n    return sys._getframe(0).f_back.f_globals\n_f()\n",
+    "import inspect\n_f = inspect.currentframe().f_back\n",
+    "import traceback\n_s = traceback.extract_stack()\n",
+])
+def test_no_frame_of_the_grading_code_is_reachable(code):
+    """A frame leads to every frame below it (f_back): graded code gets none,
+    not even its own; library code that only reads a module name from one
+    (typing, enum, namedtuple) still works."""
+    guarded = f"OUTCOME = 1.0\ntry:\n{_indent(code)}\nexcept PermissionError:\n    OUTCOME = 2.0\n"
+    assert _outcome(guarded) == 2.0
+    ok = ("import typing, collections, enum\n"
+          "class _P(typing.NamedTuple):\n    x: float\n"
+          "_Q = collections.namedtuple('_Q', 'x')\n"
+          "class _E(enum.Enum):\n    A = 1\n"
+          "OUTCOME = 3.0 + _P(0.0).x + _Q(0.0).x\n")
+    assert _outcome(ok) == 3.0
+
+
+@needs_sandbox
+def test_specs_and_harness_cannot_be_imported_by_graded_code():
+    for module in ("course.exercises.lesson06", "course.grading.child", "course.checks"):
+        code = f"OUTCOME = 1.0\ntry:\n    import {module}\nexcept ImportError:\n    OUTCOME = 2.0\n"
+        assert _outcome(code) == 2.0, module
+
+
+@needs_sandbox
+@pytest.mark.parametrize("code", [
     "import sys\nsys.setprofile(lambda *a: None)\n",
     "import threading, sys\nsys.settrace(lambda *a: None)\n",
 ])
@@ -178,8 +205,9 @@ def test_answer_keys_in_reach_of_learner_code_are_neutralized():
               "    return lesson01._variant(lr, e0, tol, L)\n")
     gids = ["test_gradient_descent", "test_steps_to_tolerance"]
     results = zygote.run_child(LESSON, [source], gids, 30, seed=5)
-    for gid in gids:
-        assert "may not be used" in results[gid].get("error", ""), results[gid]
+    assert "may not be used" in results["test_gradient_descent"].get("error", "")
+    assert "course.exercises" in results["test_steps_to_tolerance"].get("error", ""), \
+        results["test_steps_to_tolerance"]          # not even importable
 
 
 @needs_sandbox

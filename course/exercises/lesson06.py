@@ -56,6 +56,7 @@ import torch._dynamo
 from torch import Tensor, nn
 
 from course.exercises.sgd_mistakes import MISTAKES as RULE_MISTAKES
+from course.exercises.inputs import LossClosure, isolated
 from course.exercises.spec import Case, CheckFailure, Exercise, Mistake, Run
 from course.exercises.values import (
     COURSE_SGD,
@@ -1881,16 +1882,10 @@ def _closure_flow(cls: Any, case: Case) -> Any:
     X, y = _batch()
     with guard("SGD(...)"):
         opt = cls(model.parameters(), lr=0.05, momentum=0.9)
-    record: list = []
-
-    def closure() -> Tensor:
-        if not torch.is_grad_enabled():
-            raise CheckFailure(f"{case.name}: {CLOSURE_NO_ENABLE_GRAD}")
-        opt.zero_grad()
-        loss = nn.functional.mse_loss(model(X), y)
-        loss.backward()
-        record.append(loss)
-        return loss
+    # handed to the learner's step: a callable of course.exercises.inputs, not a
+    # function of this module (whose namespace it would open to graded code)
+    closure = LossClosure(opt, model, X, y, f"{case.name}: {CLOSURE_NO_ENABLE_GRAD}")
+    record = closure.record
 
     steps = []
     with _GivenPathRefused(cls):
@@ -2333,7 +2328,7 @@ def _random_state(cls: Any, rng: np.random.Generator) -> list[Any]:
         return loss
 
     with torch.no_grad():
-        ret = opt.step(closure)
+        ret = opt.step(isolated(closure))
     out += [calls, type(ret) is torch.Tensor and ret.requires_grad, snap(ret),
             [snap(p) for p in net.parameters()], opt.step() is None]
     # state layout and state_dict(), two groups; a parameter that never gets a gradient

@@ -41,6 +41,7 @@ import torch._dynamo
 from torch import Tensor
 
 from course.exercises.sgd_mistakes import source_names
+from course.exercises.inputs import isolated
 from course.exercises.spec import CheckFailure, Case, Exercise, Mistake, Run, run_case
 from course.exercises.values import (
     COURSE_SGD,
@@ -1230,14 +1231,15 @@ def _run_random(cls: Any, case: Case) -> dict[str, Any]:
     params = list(net.parameters()) + [extra, other]
     steps = []
     for t in range(5):
-        def closure(t: int = t) -> Tensor:
+        def closure(t: int = t, late: int = d["late"]) -> Tensor:
             opt.zero_grad()
             loss = (torch.nn.functional.mse_loss(net(x), y) + ((extra - 1) ** 2).sum()
                     + (other ** 2).sum() * 0.5)
             loss.backward()
-            if t < d["late"]:
+            if t < late:
                 net[0].bias.grad = None       # its first gradient comes late
             return loss
+        closure = isolated(closure)
         if t == d["change"]:
             for g in opt.param_groups:
                 g["lr"] = g["lr"] * d["factor"]
@@ -1279,7 +1281,8 @@ def _run_closure(cls: Any, case: Case) -> dict[str, Any]:
     def closure() -> Tensor:
         calls.append(torch.is_grad_enabled())
         opt.zero_grad()
-        loss = _loss(mlp, x, y)
+        loss = (torch.nn.functional.mse_loss(mlp(x) * mlp.scale, y)
+                + ((mlp.extra - 1) ** 2).sum())          # _loss, inline: see isolated
         if loss.requires_grad:
             loss.backward()
         else:  # gradients disabled: keep the step well defined
@@ -1288,7 +1291,7 @@ def _run_closure(cls: Any, case: Case) -> dict[str, Any]:
         return loss
 
     with torch.no_grad():
-        out = opt.step(closure)
+        out = opt.step(isolated(closure))
     return {"closure_calls": calls, "returned": out}
 
 

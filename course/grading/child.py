@@ -63,9 +63,9 @@ def _serve(spec: dict[str, Any], out: Any) -> None:
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
     os.dup2(devnull, 2)
-    disable(list(ALWAYS_FORBIDDEN) + forbidden)
     for label, key in answer_keys(spec["assignment"]):
         neutralize(key, label)
+    disable(list(ALWAYS_FORBIDDEN) + forbidden)
     _preimport(spec["source"])
     lock_down()
     # The learner's code runs in a fresh ``__main__`` module, as in a notebook

@@ -11,6 +11,7 @@ import importlib.util
 import os
 import pathlib
 import sys
+import threading
 import types
 from typing import Any
 
@@ -77,9 +78,28 @@ def lock_down() -> None:
     plain, paths = (str, bytes, os.DirEntry), (pathlib.PosixPath, pathlib.PurePosixPath)
     fspath, to_str = pathlib.PurePath.__fspath__, pathlib.PurePath.__str__
     attr = type.__getattribute__
+    getframe, local, callers = sys._getframe, threading.local(), _frame_callers()
+
+    def caller_of_getframe() -> str:
+        """The file of the code that called sys._getframe (our own call of it
+        here is let through by the hook: ``local.busy``)."""
+        local.busy = True
+        try:
+            return getframe(2).f_code.co_filename  # 0 here, 1 the hook, 2 the caller
+        finally:
+            local.busy = False
 
     def hook(event: str, args: tuple[Any, ...]) -> None:
-        if event == "open":
+        if event == "sys._getframe":
+            if getattr(local, "busy", False):
+                return
+            # A frame leads to every frame below it (f_back) and their variables:
+            # only library code that uses a frame for a module name gets one.
+            if not caller_of_getframe().startswith(callers):
+                raise PermissionError("graded code may not inspect the interpreter's frames")
+            if args and getattr(getattr(args[0], "f_code", None), "co_filename", "") in harness:
+                raise PermissionError("graded code may not reach the grading harness's frames")
+        elif event == "open":
             path = args[0] if args else None
             if path is None or type(path) is int:
                 return
@@ -99,20 +119,33 @@ def lock_down() -> None:
             raise PermissionError(f"graded code may not use {event}")
         elif event == "object.__getattr__" and len(args) > 1 and args[1] in frames:
             raise PermissionError("graded code may not reach the interpreter's frames")
-        elif event == "sys._getframe" and args and getattr(  # torch and typing need their own
-                getattr(args[0], "f_code", None), "co_filename", "") in harness:
-            raise PermissionError("graded code may not reach the grading harness's frames")
 
     sys.addaudithook(hook)
+
+
+def _frame_callers() -> tuple[str, ...]:
+    """The files allowed to call sys._getframe in the grading child: library
+    code that reads a frame's module name (typing, enum, namedtuple) or its
+    position (warnings), and torch; never the learner's code, inspect,
+    traceback or logging, which hand frames back to their caller."""
+    import collections
+    import enum
+    import typing
+    import warnings
+
+    import torch
+    files = [typing.__file__, enum.__file__, collections.__file__, warnings.__file__]
+    return tuple(str(f) for f in files) + (str(pathlib.Path(torch.__file__).parent) + os.sep,)
 
 
 class Forbidden(Exception):
     """Raised when graded code calls something the exercise must not use."""
 
 
-#: Disabled in every lesson: the learner-facing checks hold reference
-#: implementations (and correct "mutants") of every exercise.
-ALWAYS_FORBIDDEN = ("course.checks",)
+#: Disabled in every lesson: the learner-facing checks (derived from the
+#: specs), the specs (their references and flows) and the grading harness can
+#: no longer be imported by graded code; the harness keeps what it loaded.
+ALWAYS_FORBIDDEN = ("course.checks", "course.exercises", "course.grading")
 
 
 def disable(dotted_names: tuple[str, ...] | list[str]) -> None:
