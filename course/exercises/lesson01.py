@@ -177,6 +177,10 @@ DERIVATIVE = Exercise(
         Mistake("shift_not_doubled",
                 "2 * (w - 3) expands to 2w - 6, not 2w - 3: multiply both terms by 2.",
                 lambda w: 2 * w - 3),
+        Mistake("shift_sign_flipped",
+                "the minimum of f(w) = (w - 3)**2 is at w = +3, so its slope is "
+                "2 * (w - 3): you wrote 2 * (w + 3), the slope of (w + 3)**2.",
+                lambda w: 2 * (w + 3)),
     ],
     forbidden=FORBIDDEN,
 )
