@@ -11,7 +11,10 @@ For every exercise:
 * the solution notebook's definition observes the same values as the
   reference, on the visible cases and on hidden ones drawn for several seeds;
 * hidden cases are drawn from the seed (none is written in the package), and
-  differ from one verification to the next.
+  differ from one verification to the next;
+* the check's contract: a value passed instead of the definition, an exception
+  in the learner's code (case and exception named), the global random state
+  left alone.
 
 And for every lesson: every graded test cell of the solution notebook has
 exactly one spec, in notebook order.
@@ -108,6 +111,36 @@ def test_released_stub_is_not_implemented(ex):
     stub = _namespace("notebooks", _lesson_of(ex))[ex.name]
     with pytest.raises(CheckFailure, match=f"`{re.escape(ex.name)}` is not implemented yet"):
         _check(ex)(stub)
+
+
+FUNCTIONS = [ex for ex in EXERCISES if not _is_class(ex)]
+
+
+@pytest.mark.parametrize("ex", EXERCISES, ids=IDS)
+def test_a_value_instead_of_the_definition_is_explained(ex):
+    """``check_x(x(...))`` instead of ``check_x(x)``: say so."""
+    for value in (42, 3.0):
+        with pytest.raises(CheckFailure, match=rf"check_{ex.check_name} expects your "
+                           rf"(function|class) `{ex.name}` itself"):
+            _check(ex)(value)
+
+
+@pytest.mark.parametrize("ex", FUNCTIONS, ids=[ex.grade_id for ex in FUNCTIONS])
+def test_an_exception_in_learner_code_names_the_case_and_the_exception(ex):
+    for error, shown in [(KeyError("oops"), "KeyError: 'oops'"),
+                         (ValueError("boom"), "ValueError: boom")]:
+        def broken(*args, _error=error, **kwargs):
+            raise _error
+        with pytest.raises(CheckFailure, match=rf"case '[^']*'[^\n]*`{ex.name}` raised {shown}"):
+            _check(ex)(broken)
+
+
+def test_checks_leave_the_global_random_state_alone():
+    torch_state, np_state = torch.random.get_rng_state(), np.random.get_state()[1].copy()
+    for ex in EXERCISES:
+        _check(ex)(STAND_INS.get(ex.reference, ex.reference))
+    assert torch.equal(torch.random.get_rng_state(), torch_state)
+    assert np.array_equal(np.random.get_state()[1], np_state)
 
 
 def _lesson_of(ex) -> str:

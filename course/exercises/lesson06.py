@@ -1111,7 +1111,6 @@ def _require_class(check: str) -> Callable[[Any], None]:
     """The first test of an SGD check: the learner's class itself, a subclass
     of torch.optim.Optimizer and not of torch.optim.SGD."""
     def require(cls: Any) -> None:
-        from course.checks._common import require_function
         _WATCH[0] = True
         if isinstance(cls, torch.optim.Optimizer):
             raise CheckFailure(f"check_{check} expects your class `SGD` itself, got an "
@@ -1123,7 +1122,9 @@ def _require_class(check: str) -> Callable[[Any], None]:
                                    f"{type(cls).__name__}. Define "
                                    "`class SGD(torch.optim.Optimizer):` with __init__ and "
                                    "step methods.")
-            require_function(cls, check)
+            raise CheckFailure(f"check_{check} expects your class `SGD` itself, got "
+                               f"{type(cls).__name__}: call check_{check}(SGD) without "
+                               "parentheses after the name.")
         if issubclass(cls, _TORCH_SGD):
             raise CheckFailure(DELEGATES.format(name=cls.__name__,
                                                 how="subclasses torch.optim.SGD"))

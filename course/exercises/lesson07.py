@@ -1058,8 +1058,14 @@ class _Spies:
         gen = generator(3)
         X = torch.randn(12, 3, generator=gen)
         y = X @ torch.tensor([[1.0], [-2.0], [0.5]]) + 0.1
-        opt = _SGD(model.parameters(), lr=lr)
-        return [train_step(model, opt, _MSE(), X, y) for _ in range(self.spy[1])]
+        opt, losses = _SGD(model.parameters(), lr=lr), []
+        for _ in range(self.spy[1]):      # not the reference train_step: it is an answer
+            opt.zero_grad()               # key, neutralized while a submission is graded
+            loss = _MSE()(model(X), y)
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+        return losses
 
 
 def _lr_sweep_flow(fn: Any, case: Case) -> _Trace:

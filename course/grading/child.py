@@ -65,7 +65,7 @@ def _serve(spec: dict[str, Any], out: Any) -> None:
     os.dup2(devnull, 2)
     for label, key in answer_keys(spec["assignment"]):
         neutralize(key, label)
-    disable(list(ALWAYS_FORBIDDEN) + forbidden)
+    disable(forbidden + list(ALWAYS_FORBIDDEN))     # names first: then whole modules
     _preimport(spec["source"])
     lock_down()
     # The learner's code runs in a fresh ``__main__`` module, as in a notebook

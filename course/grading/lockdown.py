@@ -80,12 +80,13 @@ def lock_down() -> None:
     attr = type.__getattribute__
     getframe, local, callers = sys._getframe, threading.local(), _frame_callers()
 
-    def caller_of_getframe() -> str:
-        """The file of the code that called sys._getframe (our own call of it
-        here is let through by the hook: ``local.busy``)."""
+    def caller_of_getframe() -> tuple[str, str]:
+        """(file, function) of the code that called sys._getframe (our own call
+        of it here is let through by the hook: ``local.busy``)."""
         local.busy = True
         try:
-            return getframe(2).f_code.co_filename  # 0 here, 1 the hook, 2 the caller
+            code = getframe(2).f_code               # 0 here, 1 the hook, 2 the caller
+            return code.co_filename, code.co_name
         finally:
             local.busy = False
 
@@ -94,8 +95,10 @@ def lock_down() -> None:
             if getattr(local, "busy", False):
                 return
             # A frame leads to every frame below it (f_back) and their variables:
-            # only library code that uses a frame for a module name gets one.
-            if not caller_of_getframe().startswith(callers):
+            # only library code that hands no frame on gets one (_frame_callers).
+            file, function = caller_of_getframe()
+            allowed = callers.get(file, ())
+            if allowed == () or (allowed is not None and function not in allowed):
                 raise PermissionError("graded code may not inspect the interpreter's frames")
             if args and getattr(getattr(args[0], "f_code", None), "co_filename", "") in harness:
                 raise PermissionError("graded code may not reach the grading harness's frames")
@@ -123,19 +126,25 @@ def lock_down() -> None:
     sys.addaudithook(hook)
 
 
-def _frame_callers() -> tuple[str, ...]:
-    """The files allowed to call sys._getframe in the grading child: library
-    code that reads a frame's module name (typing, enum, namedtuple) or its
-    position (warnings), and torch; never the learner's code, inspect,
-    traceback or logging, which hand frames back to their caller."""
+def _frame_callers() -> dict[str, tuple[str, ...] | None]:
+    """The code allowed to call sys._getframe in the grading child, as
+    {file: None (any function) or the functions}: library code that reads a
+    frame's module name or its own locals and hands no frame on (typing,
+    typing_extensions, enum, namedtuple, warnings), and traceback's
+    extract_stack and format_stack (names and line numbers, no frames, no
+    locals: torch calls them). Never the learner's code, inspect, logging or
+    traceback.walk_stack, which hand frames back to their caller."""
     import collections
     import enum
+    import traceback
     import typing
     import warnings
 
-    import torch
-    files = [typing.__file__, enum.__file__, collections.__file__, warnings.__file__]
-    return tuple(str(f) for f in files) + (str(pathlib.Path(torch.__file__).parent) + os.sep,)
+    import typing_extensions
+    callers: dict[str, tuple[str, ...] | None] = {
+        str(m.__file__): None for m in (typing, typing_extensions, enum, collections, warnings)}
+    callers[str(traceback.__file__)] = ("extract_stack", "format_stack")
+    return callers
 
 
 class Forbidden(Exception):
