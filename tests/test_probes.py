@@ -1,4 +1,4 @@
-"""The re-verification probes (course/probes/) of all eight lessons.
+"""The re-verification probes (derived from course/exercises/) of all eight lessons.
 
 For every lesson:
 

@@ -1,14 +1,11 @@
-"""The probes of a lesson: derived from its exercise specs (course.exercises),
-or a hand-written ``course/probes/lessonNN.py``; and the answer keys the
-grading child neutralizes."""
+"""The probes of a lesson, derived from its exercise specs (course.exercises),
+and the answer keys the grading child neutralizes."""
 
 from __future__ import annotations
 
 import builtins
 import dataclasses
 import functools
-import importlib
-import importlib.util
 import sys
 import types
 from typing import Any, Callable
@@ -40,11 +37,6 @@ class Probe:
     atol: float = 0.0
 
 
-def lesson_module(assignment: str) -> str:
-    """``"04-momentum"`` -> ``"course.probes.lesson04"`` (lessons without specs)."""
-    return f"course.probes.lesson{assignment[:2]}"
-
-
 def _observe(exercise: Any, ns: dict[str, Any], seed: int) -> list[Any]:
     """A probe derived from an exercise spec: observe the learner's definition
     on the visible cases and the hidden ones drawn for ``seed``."""
@@ -55,11 +47,10 @@ def lesson_probes(assignment: str) -> tuple[dict[str, Probe], list[str]]:
     """The probes of an assignment (grade_id -> Probe, derived from its
     exercise specs) and the answer keys disabled while it is graded."""
     specs = exercises.lesson(assignment)
-    if specs is not None:
-        return ({ex.grade_id: Probe(functools.partial(_observe, ex), ex.rtol, ex.atol)
-                 for ex in specs.EXERCISES}, list(specs.FORBIDDEN))
-    module = importlib.import_module(lesson_module(assignment))
-    return module.PROBES, list(getattr(module, "FORBIDDEN", ()))
+    if specs is None:
+        raise KeyError(f"no exercise specs for {assignment!r} (course/exercises/)")
+    return ({ex.grade_id: Probe(functools.partial(_observe, ex), ex.rtol, ex.atol)
+             for ex in specs.EXERCISES}, list(specs.FORBIDDEN))
 
 
 def answer_keys(assignment: str) -> list[tuple[str, Any]]:
@@ -94,5 +85,4 @@ def answer_keys(assignment: str) -> list[tuple[str, Any]]:
 
 def has_probes(assignment: str) -> bool:
     """Whether an assignment's test cells are re-verified."""
-    return exercises.lesson(assignment) is not None or \
-        importlib.util.find_spec(lesson_module(assignment)) is not None
+    return exercises.lesson(assignment) is not None

@@ -4,7 +4,7 @@ notebook can decide its own grade.
 Threat model: a submission may patch anything in its kernel (torch, numpy,
 ``course``, builtins, IPython) before any test cell runs. So the grade does
 not rest on the in-kernel test cells alone. For every test cell that has a
-*probe* (``course/probes/lessonNN.py``) we
+*probe* (derived from its exercise spec, ``course/exercises/lessonNN.py``) we
 
 1. start a fresh interpreter: a child forked from a *zygote* process that
    has torch and the probes imported and runs inside a bubblewrap sandbox
@@ -14,7 +14,8 @@ not rest on the in-kernel test cells alone. For every test cell that has a
    forbids (``torch.optim.SGD``, ``course.sgd.sgd_update``, ...), then run
    the learner's definitions (their exercise cells, plus imports and
    definitions from the other cells);
-3. call each probe, which runs the learner's functions on fixed inputs and
+3. call each probe, which runs the learner's functions on the visible cases
+   and on hidden ones drawn from the verification's seed, and
    returns plain values; these are encoded as raw bytes (tensors, arrays) or
    JSON scalars, never as learner-defined objects;
 4. back in the trusted parent, compare them with the values the *solution*

@@ -90,8 +90,7 @@ def _zygote(sock_fd: int) -> None:
             sock.sendall(b'{"error": "bad request"}\n')
             continue
         try:        # the lesson's specs (and what they import) once, before any fork
-            if exercises.lesson(lesson) is None:
-                importlib.import_module(f"course.probes.lesson{lesson}")
+            exercises.lesson(lesson)
         except Exception:  # noqa: BLE001 - the child reports it
             pass
         spec_fd, out_fd = fds
