@@ -1,5 +1,6 @@
-"""Tests of the lesson 04 checks: each passes the reference solution and
-fails every classic mistake with that mistake's own diagnosis."""
+"""Tests of the lesson 04 checks beyond tests/test_exercises.py: learner-style
+wrong implementations that are not catalogued mistakes (variants, contract
+breaches, partial mistakes), what must pass, and how failures are reported."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from course.checks import (
     check_momentum_step,
     check_steps_after_lr_change,
 )
-from tests.check_contract import ReturnValueContract, fails, run_leaving_global_rng_alone
+from tests.check_contract import fails
 
 
 # --------------------------------------------------------------------------
@@ -38,34 +39,10 @@ def heavy_ball(f_grad, w0, lr, momentum, n_steps, dampening=0.0):
     return torch.stack(history)
 
 
-def effective_lr(lr, momentum, dampening=0.0):
-    return lr * (1 - dampening) / (1 - momentum)
-
-
 def steps_after_lr_change(buf, grad, lr_old, lr_new, momentum):
     torch_step = lr_new * (momentum * buf + grad)
     velocity_step = momentum * (lr_old * buf) + lr_new * grad
     return torch_step, velocity_step
-
-
-ALL = [
-    (check_momentum_step, momentum_step, "momentum_step"),
-    (check_heavy_ball, heavy_ball, "heavy_ball"),
-    (check_effective_lr, effective_lr, "effective_lr"),
-    (check_steps_after_lr_change, steps_after_lr_change, "steps_after_lr_change"),
-]
-
-
-# --------------------------------------------------------------------------
-# Contract shared by all checks
-# --------------------------------------------------------------------------
-
-class TestContract(ReturnValueContract):
-    ALL = ALL
-
-
-def test_checks_do_not_touch_global_rng():
-    run_leaving_global_rng_alone(ALL)
 
 
 # --------------------------------------------------------------------------
@@ -114,29 +91,6 @@ def test_momentum_step_in_place_like_torch_passes():
     check_momentum_step(in_place)
 
 
-def test_momentum_step_zero_buffer():
-    def zero_start(p, grad, buf, lr, momentum, dampening=0.0):
-        if buf is None:
-            buf = torch.zeros_like(grad)
-        buf = momentum * buf + (1 - dampening) * grad
-        return p - lr * buf, buf
-    fails(check_momentum_step, zero_start,
-          r"first step \(buf=None\).*dampening=0.5', new_buf.*"
-          "first momentum step started from a zero buffer.*grad.clone()")
-
-
-def test_momentum_step_dampening_on_first_step():
-    def damped_first(p, grad, buf, lr, momentum, dampening=0.0):
-        if buf is None:
-            buf = (1 - dampening) * grad
-        else:
-            buf = momentum * buf + (1 - dampening) * grad
-        return p - lr * buf, buf
-    msg = fails(check_momentum_step, damped_first,
-                "applied dampening on the first step.*grad.clone()")
-    assert "your first momentum step started from a zero buffer" not in msg
-
-
 def test_momentum_step_zero_buffer_as_python_zero():
     def zero_start(p, grad, buf, lr, momentum, dampening=0.0):
         buf = 0.0 if buf is None else buf
@@ -145,41 +99,20 @@ def test_momentum_step_zero_buffer_as_python_zero():
     fails(check_momentum_step, zero_start, r"starting from a zero buffer gives the same")
 
 
-def test_momentum_step_lr_inside_buffer():
-    def velocity(p, grad, buf, lr, momentum, dampening=0.0):
-        v = lr * grad if buf is None else momentum * buf + lr * grad
-        return p - v, v
-    fails(check_momentum_step, velocity, "learning rate is inside your buffer")
-
-
 @pytest.mark.parametrize("new_buf, pattern", [
     pytest.param(lambda g, buf, m, d: g if buf is None else m * buf + (1 - d) * g,
                  "new_buf aliases grad.*grad.clone()", id="aliases_grad"),
     pytest.param(lambda g, buf, m, d: g.detach() if buf is None else m * buf + (1 - d) * g,
                  "shares memory with grad", id="detach_view_aliases_grad"),
-    pytest.param(lambda g, buf, m, d: g.clone() if buf is None else (1 - d) * g - m * buf,
-                 "later step.*momentum sign is wrong", id="sign_of_momentum"),
-    pytest.param(lambda g, buf, m, d: g.clone(), "restarted the buffer",
-                 id="restart_each_step"),
     # dampening=0 turns the gradient off entirely at the later step
     pytest.param(lambda g, buf, m, d: g.clone() if buf is None else m * buf + d * g,
                  "later step, lr=0.05.*new_buf", id="tau_instead_of_one_minus_tau"),
-    pytest.param(lambda g, buf, m, d: g.clone() if buf is None else m * buf + g,
-                 "dampening=0.3', new_buf.*ignored dampening", id="ignores_dampening"),
-    pytest.param(lambda g, buf, m, d: g.clone() if buf is None else m * buf + (1 - m) * g,
-                 r"scaled the gradient by \(1 − momentum\)", id="ema"),
 ])
 def test_momentum_step_wrong_buffer(new_buf, pattern):
     fails(check_momentum_step, with_buffer(new_buf), pattern)
 
 
 @pytest.mark.parametrize("result, pattern", [
-    pytest.param(lambda p, g, buf, lr, b: (p + lr * b, b), "new_p.*moved p uphill",
-                 id="uphill"),
-    pytest.param(lambda p, g, buf, lr, b: (p - lr * g, b), "stepped with the raw gradient",
-                 id="raw_gradient_update"),
-    pytest.param(lambda p, g, buf, lr, b: (p - lr * (g if buf is None else buf), b),
-                 "stepped with the OLD buffer", id="old_buffer_update"),
     pytest.param(lambda p, g, buf, lr, b: p - lr * b, "must return a pair new_p, new_buf",
                  id="returns_single_tensor"),
     pytest.param(lambda p, g, buf, lr, b: ((p - lr * b).numpy(), b),
@@ -265,16 +198,6 @@ def test_heavy_ball_numpy_history_is_rejected_as_in_grading():
           r"expected a tensor of shape.*got ndarray.*`torch.stack\(history\)`, not a numpy")
 
 
-def test_heavy_ball_buffer_reset_every_step():
-    def reset(f_grad, w0, lr, momentum, n_steps, dampening=0.0):
-        w, hist = w0.clone(), [w0.clone()]
-        for _ in range(n_steps):
-            w, _ = momentum_step(w, f_grad(w), None, lr, momentum, dampening)
-            hist.append(w.clone())
-        return torch.stack(hist)
-    fails(check_heavy_ball, reset, "row 2 .*plain gradient descent: the buffer is reset")
-
-
 def test_heavy_ball_zero_buffer_reset_every_step():
     def reset(f_grad, w0, lr, momentum, n_steps, dampening=0.0):
         w, hist = w0.clone(), [w0.clone()]
@@ -284,18 +207,6 @@ def test_heavy_ball_zero_buffer_reset_every_step():
             hist.append(w.clone())
         return torch.stack(hist)
     fails(check_heavy_ball, reset, "plain gradient descent")
-
-
-def test_heavy_ball_zero_initialised_buffer():
-    def zero_start(f_grad, w0, lr, momentum, n_steps, dampening=0.0):
-        w, b, hist = w0.clone(), torch.zeros_like(w0), [w0.clone()]
-        for _ in range(n_steps):
-            b = momentum * b + (1 - dampening) * f_grad(w)
-            w = w - lr * b
-            hist.append(w.clone())
-        return torch.stack(hist)
-    fails(check_heavy_ball, zero_start,
-          "dampening=0.5.*row 1 .*started from a zero buffer")
 
 
 def test_heavy_ball_appends_aliased_tensor():
@@ -344,18 +255,6 @@ def test_heavy_ball_default_dtype():
     fails(check_heavy_ball, f32, "dtype torch.float32 but w0 is torch.float64")
 
 
-def test_heavy_ball_ignores_dampening():
-    def no_damp(f_grad, w0, lr, momentum, n_steps, dampening=0.0):
-        return heavy_ball(f_grad, w0, lr, momentum, n_steps, 0.0)
-    fails(check_heavy_ball, no_damp, "dampening=0.5.*ignored dampening")
-
-
-def test_heavy_ball_uphill():
-    def uphill(f_grad, w0, lr, momentum, n_steps, dampening=0.0):
-        return heavy_ball(f_grad, w0, -lr, momentum, n_steps, dampening)
-    fails(check_heavy_ball, uphill, "moved uphill")
-
-
 def test_heavy_ball_generic_mismatch_names_row():
     def wrong(f_grad, w0, lr, momentum, n_steps, dampening=0.0):
         out = heavy_ball(f_grad, w0, lr, momentum, n_steps, dampening).clone()
@@ -370,15 +269,11 @@ def test_heavy_ball_generic_mismatch_names_row():
 # effective_lr
 # --------------------------------------------------------------------------
 
-@pytest.mark.parametrize("wrong, pattern", [
-    (lambda lr, m, d=0.0: lr / (1 - m), "forgot dampening"),
-    (lambda lr, m, d=0.0: lr * (1 - m), r"multiplied by \(1 − μ\) instead of dividing"),
-    (lambda lr, m, d=0.0: lr * (1 - d) / (1 + m), r"not 1/\(1 \+ μ\)"),
-    (lambda lr, m, d=0.0: lr * (1 - d) * m / (1 - m), "left out the newest gradient"),
-    (lambda lr, m, d=0.0: lr / ((1 - d) * (1 - m)), r"divided by \(1 − τ\)"),
-])
-def test_effective_lr_mistakes(wrong, pattern):
-    fails(check_effective_lr, wrong, pattern)
+def test_effective_lr_multiplied_and_no_dampening():
+    """lr·(1 − μ), dampening dropped too: not in the catalogue, but on the first
+    case (no dampening) it is lr·(1 − τ)·(1 − μ), which is named."""
+    fails(check_effective_lr, lambda lr, m, d=0.0: lr * (1 - m),
+          r"multiplied by \(1 − μ\) instead of dividing")
 
 
 def test_effective_lr_accepts_numpy_and_tensor_numbers():
@@ -405,36 +300,6 @@ def test_steps_negated():
         t, v = steps_after_lr_change(b, g, lr0, lr1, m)
         return -t, -v
     fails(check_steps_after_lr_change, neg, "both steps have the wrong sign")
-
-
-def test_steps_torch_with_old_lr():
-    fails(check_steps_after_lr_change,
-          lambda b, g, lr0, lr1, m: (lr0 * (m * b + g), m * lr0 * b + lr1 * g),
-          "torch_step.*use lr_new")
-
-
-def test_steps_torch_returns_buffer():
-    fails(check_steps_after_lr_change,
-          lambda b, g, lr0, lr1, m: (m * b + g, m * lr0 * b + lr1 * g),
-          "returned the new buffer, not the step")
-
-
-def test_steps_velocity_not_converted():
-    fails(check_steps_after_lr_change,
-          lambda b, g, lr0, lr1, m: (lr1 * (m * b + g), m * b + lr1 * g),
-          "velocity_step.*used the torch buffer b as the velocity")
-
-
-def test_steps_velocity_converted_with_new_lr():
-    fails(check_steps_after_lr_change,
-          lambda b, g, lr0, lr1, m: (lr1 * (m * b + g), m * lr1 * b + lr1 * g),
-          "converted the buffer with the new lr")
-
-
-def test_steps_velocity_gradient_with_old_lr():
-    fails(check_steps_after_lr_change,
-          lambda b, g, lr0, lr1, m: (lr1 * (m * b + g), lr0 * (m * b + g)),
-          "new gradient enters the velocity with the NEW lr")
 
 
 def test_steps_single_value():
