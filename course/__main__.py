@@ -38,6 +38,8 @@ def _parser() -> argparse.ArgumentParser:
                        help="assignments to grade (default: every one with submissions)")
     grade.add_argument("--jobs", type=int, default=None,
                        help="notebooks graded at once (default: cores)")
+    grade.add_argument("--exclude", action="append", default=[], metavar="STUDENT",
+                       help="a student not to grade now (repeatable)")
     report = sub.add_parser("report", help="summarise an autograded assignment")
     report.add_argument("assignment")
     report.add_argument("--png", default=None, help="histogram path (default: reports/<id>-totals.png)")
@@ -77,7 +79,7 @@ def _grade(args: argparse.Namespace) -> int:
         print("course grade: --jobs must be at least 1", file=sys.stderr)
         return 2
     try:
-        results = grade(root, args.assignment, args.jobs)
+        results = grade(root, args.assignment, args.jobs, exclude=args.exclude)
     except FileNotFoundError as exc:
         print(f"course grade: {exc}", file=sys.stderr)
         return 2

@@ -62,6 +62,9 @@ FRIEND = ms.FRIEND            # delivered through the LMS zip; copied and target
 LOOP = "loop"                 # graded on its own, with a short time limit per cell
 #: Submissions that run until a time limit stops them: graded with short limits.
 SLOW = (LOOP, "attack-sigint-loop", "attack-print-thread")
+#: Graded after the class with nbgrader's own command: the controls (after every
+#: attack) and the submissions whose nbgrader log the tests read.
+SERIAL = ("blank", "correct", "exit", "badjson", "deleted-test")
 LOOP_CELL_TIMEOUT = 6
 LOOP_REVERIFY_TIMEOUT = 16
 SECRET = "INSTRUCTOR-SECRET-7f3a9c"     # planted in the grading account's files and processes
@@ -150,6 +153,16 @@ class Course:
                               cwd=self.root, env=self.env, capture_output=True, text=True,
                               timeout=timeout)
         key = " ".join(a for a in args if not a.startswith("--"))
+        self.seconds[key] = self.seconds.get(key, 0) + time.monotonic() - start
+        self.logs[key] = self.logs.get(key, "") + proc.stdout + proc.stderr
+        return proc
+
+    def course(self, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+        """``course ARGS`` in the course folder (its output kept like nbgrader's)."""
+        start = time.monotonic()
+        proc = subprocess.run([str(BIN / "course"), *args], cwd=self.root, env=self.env,
+                              capture_output=True, text=True, timeout=timeout)
+        key = "course " + " ".join(a for a in args if not a.startswith("--"))
         self.seconds[key] = self.seconds.get(key, 0) + time.monotonic() - start
         self.logs[key] = self.logs.get(key, "") + proc.stdout + proc.stderr
         return proc
@@ -274,18 +287,26 @@ def course() -> Course:
                        "timestamp": (friend / "timestamp.txt").read_text()}
         c.digests = {p: _digest(p) for p in (root / "submitted").glob("*/*/*.ipynb")}
 
-        # Autograde: everyone with the course's configuration, then the
-        # submissions that run into the time limit, one by one with a short
-        # one (the same code path, minutes less).
+        # Autograde with the course's configuration: first the class in
+        # parallel (course grade), the attacks among them; then, with
+        # nbgrader's own command, the controls and the submissions whose log
+        # the tests read; last, one by one with a short time limit, those
+        # that run into it (the same code path, minutes less).
         slow = [s for s in SLOW if s in CLASS[L01]]
-        c.nbgrader("autograde", L01, "--force",
-                   f"--CourseDirectory.student_id_exclude={','.join(slow)}")
+        serial = [s for s in SERIAL if s in CLASS[L01]]
+        proc = c.course("grade", L01, L05, "--jobs", "3",
+                        *[f"--exclude={s}" for s in serial + slow])
+        assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
         c.survivors = _daemons(root)
+        for assignment in (L01, L05):
+            early = [s for s in CLASS[assignment] if s not in serial]
+            if len(early) < len(CLASS[assignment]):
+                c.nbgrader("autograde", assignment, "--force",
+                           f"--CourseDirectory.student_id_exclude={','.join(early)}")
         for student in slow:
             c.nbgrader("autograde", L01, "--force", f"--student={student}",
                        f"--Execute.timeout={LOOP_CELL_TIMEOUT}",
                        f"--ReVerify.timeout={LOOP_REVERIFY_TIMEOUT}")
-        c.nbgrader("autograde", L05, "--force")
         c.scores = _read_scores(root)
         for assignment in (L01, L05):
             c.nbgrader("generate_feedback", assignment, "--force")

@@ -729,7 +729,7 @@ DIAGNOSES: dict[str, str] = {
     "maximize_ignored": (
         "maximize=True had no effect: torch negates the gradient first, "
         "`g = -p.grad if maximize else p.grad`."),
-    "update_uphill": (
+    "moved_uphill": (
         "your step moved the parameters uphill: torch subtracts, "
         "p ← p − lr·d, i.e. `p.add_(d, alpha=-lr)`."),
     "lr_missing": (
@@ -839,7 +839,7 @@ DIAGNOSES: dict[str, str] = {
 #: that starts at zeros give the same numbers too: the learner's source decides.
 _CLASSES: list[tuple[str, type]] = [
     ("maximize_ignored", _catalogued("maximize_ignored")),
-    ("update_uphill", _rule_class("update_uphill", lambda param, grad, buf, *, lr, **hyper:
+    ("moved_uphill", _rule_class("moved_uphill", lambda param, grad, buf, *, lr, **hyper:
                                   _torch_rule(param, grad, buf, lr=-lr, **hyper))),
     ("lr_missing", _rule_class("lr_missing", lambda param, grad, buf, *, lr, **hyper:
                                _torch_rule(param, grad, buf, lr=1.0, **hyper))),

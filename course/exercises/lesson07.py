@@ -468,7 +468,7 @@ TRAIN_STEP = Exercise(
     rules=[_train_step_contract],
     after=[_train_step_grads],
     mistakes=[
-        Mistake("forgot_zero_grad", _FORGOT_ZERO_GRAD, _forgot_zero_grad),
+        Mistake("grads_not_zeroed", _FORGOT_ZERO_GRAD, _forgot_zero_grad),
         Mistake("zero_grad_after_backward", _ZERO_AFTER_BACKWARD, _zero_grad_after_backward),
         Mistake("step_before_backward", _NO_STEP, _step_before_backward),
         Mistake("loss_after_update", _LOSS_AFTER, _loss_after_update),
@@ -991,10 +991,10 @@ TRAIN_EPOCH = Exercise(
     rules=[_train_epoch_contract],
     mistakes=[
         Mistake("forgot_model_train", _FORGOT_TRAIN, _no_model_train),
-        Mistake("no_shuffle", _NO_SHUFFLE, _unshuffled),
+        Mistake("not_shuffled", _NO_SHUFFLE, _unshuffled),
         Mistake("own_generator", _OWN_GENERATOR, _own_generator),
         Mistake("full_batch", _FULL_BATCH, _full_batch),
-        Mistake("drop_last", _DROP_LAST, _drop_last),
+        Mistake("dropped_last_batch", _DROP_LAST, _drop_last),
     ],
     forbidden=FORBIDDEN,
 )

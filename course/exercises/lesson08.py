@@ -771,7 +771,7 @@ def _wrong_update(bug: str) -> Callable[..., None]:
                 grads = new if not nesterov else torch._foreach_add(grads, new, alpha=momentum)
                 torch._foreach_add_(params, grads, alpha=-lr)
                 return
-            elif bug == "stepped_with_old_buffer":
+            elif bug == "step_with_old_buffer":
                 old = [b.clone() for b in bufs]
                 torch._foreach_mul_(bufs, momentum)
                 torch._foreach_add_(bufs, grads, alpha=1 - dampening)
@@ -1025,9 +1025,9 @@ FOREACH_SGD_UPDATE = Exercise(
             "you ignored nesterov: the direction is d = g + μ·b "
             "(`torch._foreach_add(grads, bufs, alpha=momentum)`), not b."),
             _wrong_update("nesterov_ignored")),
-        Mistake("stepped_with_old_buffer", (
+        Mistake("step_with_old_buffer", (
             "you stepped with the OLD buffers: update the buffers first, then "
-            "step with the new ones."), _wrong_update("stepped_with_old_buffer")),
+            "step with the new ones."), _wrong_update("step_with_old_buffer")),
         Mistake("buffer_ignores_dampening", (
             "you ignored dampening: from the second step on "
             "b = μ·b + (1 − τ)·g, `torch._foreach_add_(bufs, grads, alpha=1 - dampening)`."),
@@ -1497,8 +1497,8 @@ def _wrong_class(bug: str, update: Callable[..., None] | None = None) -> type:
                     with torch.enable_grad():
                         loss = closure()
             for k, group in enumerate(self.param_groups):
-                opts = self.defaults if bug == "options_from_defaults" else group
-                lr = self._lrs[k] if bug == "lr_cached_in_init" else opts["lr"]
+                opts = self.defaults if bug == "cached_settings" else group
+                lr = self._lrs[k] if bug == "cached_lr" else opts["lr"]
                 params = [p for p in group["params"]
                           if bug == "grad_none_not_skipped" or p.grad is not None]
                 momentum = opts["momentum"]
@@ -1510,7 +1510,7 @@ def _wrong_class(bug: str, update: Callable[..., None] | None = None) -> type:
                     bufs = [self.state[p].get("momentum_buffer") if momentum != 0 else None
                             for p in ps]
                     update(ps, [p.grad for p in ps],
-                           list(bufs) if bug == "buffers_not_stored" else bufs, lr=lr,
+                           list(bufs) if bug == "buffer_not_saved" else bufs, lr=lr,
                            momentum=momentum, dampening=opts["dampening"],
                            weight_decay=opts["weight_decay"], nesterov=opts["nesterov"],
                            maximize=opts["maximize"])
@@ -1601,13 +1601,13 @@ FOREACH_SGD = Exercise(
     on_error=_class_on_error,
     show=lambda run: run.result.get("returned", run.result["kind"]),
     mistakes=[
-        Mistake("lr_cached_in_init", _LR_CHANGED, _wrong_class("lr_cached_in_init")),
+        Mistake("cached_lr", _LR_CHANGED, _wrong_class("cached_lr")),
         Mistake("restart_mixed_buffers", _LATE_FIRST,
                 _wrong_class("", _wrong_update("restart_mixed_buffers"))),
-        Mistake("options_from_defaults", _SECOND_GROUP, _wrong_class("options_from_defaults")),
+        Mistake("cached_settings", _SECOND_GROUP, _wrong_class("cached_settings")),
         Mistake("state_without_momentum", _STATE_EMPTY, _wrong_class("state_without_momentum")),
         Mistake("extra_state_keys", _ONE_KEY, _wrong_class("extra_state_keys")),
-        Mistake("buffers_not_stored", _BUFFERS_KEPT, _wrong_class("buffers_not_stored")),
+        Mistake("buffer_not_saved", _BUFFERS_KEPT, _wrong_class("buffer_not_saved")),
         Mistake("closure_without_enable_grad", _ENABLE_GRAD,
                 _wrong_class("closure_without_enable_grad")),
         Mistake("loss_not_returned", _RETURN_LOSS, _wrong_class("loss_not_returned")),

@@ -185,8 +185,9 @@ class Outcome:
 
 def grade(root: pathlib.Path, assignments: list[str] | None = None, jobs: int | None = None,
           progress: bool = True, log_file: pathlib.Path | None = None,
-          ) -> dict[tuple[str, str], Outcome]:
-    """Autograde every submission of ``assignments`` (default: all), ``jobs`` at a time.
+          exclude: list[str] | None = None) -> dict[tuple[str, str], Outcome]:
+    """Autograde every submission of ``assignments`` (default: all), ``jobs`` at a
+    time, except those of the students in ``exclude``.
 
     A submission refused as tampered with is recorded with 0 (:func:`record_refused`).
     Refusals and failures are appended, escaped, to ``log_file`` (default:
@@ -197,8 +198,9 @@ def grade(root: pathlib.Path, assignments: list[str] | None = None, jobs: int | 
     """
     root = pathlib.Path(root).resolve()
     assignments = assignments or submitted_assignments(root)
-    pairs = sorted(((s, a) for a in assignments for s in submitted_students(a, root)),
-                   key=lambda p: (_cost(p[1]), p))
+    skip = set(exclude or ())
+    pairs = sorted(((s, a) for a in assignments for s in submitted_students(a, root)
+                    if s not in skip), key=lambda p: (_cost(p[1]), p))
     if not pairs:
         where = root / "submitted"
         raise FileNotFoundError(f"no submissions of {', '.join(assignments) or 'any assignment'}"
