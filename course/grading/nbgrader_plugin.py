@@ -37,6 +37,8 @@ from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, Clea
                                     NbGraderPreprocessor, SaveAutoGrades)
 from traitlets import Bool, Float
 
+from nbgrader.utils import is_grade
+
 from course.grading.render import configure_rendering
 from course.grading.kernel import KERNEL_NAME
 from course.grading.untrusted import printable, remove_non_regular
@@ -50,7 +52,7 @@ NOTEBOOK_TIMEOUT = 600
 
 def _test_cells(nb: NotebookNode) -> dict[str, NotebookNode]:
     return {c.metadata["nbgrader"]["grade_id"]: c for c in nb.cells
-            if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("grade")}
+            if c.cell_type == "code" and is_grade(c)}
 
 
 def _error(ename: str, message: str) -> NotebookNode:
