@@ -603,7 +603,9 @@ _HYPER = ("lr", "momentum", "dampening", "weight_decay", "nesterov", "maximize")
 def _torch_rule(param: Tensor, grad: Tensor, buf: Tensor | None, *, lr: Any,
                 momentum: float = 0, dampening: float = 0, weight_decay: Any = 0,
                 nesterov: bool = False, maximize: bool = False) -> Tensor | None:
-    """Torch's single-tensor SGD update (its for-loop path)."""
+    """Torch's single-tensor SGD update (its for-loop path). Not the catalogue's
+    sgd_mistakes.torch_update: this one must keep working in the grading child
+    (CorrectSGD's round trips), where the catalogue is neutralized."""
     g = -grad if maximize else grad
     if weight_decay != 0:
         g = g.add(param, alpha=weight_decay)

@@ -277,6 +277,17 @@ def _rule(param: Tensor, grad: Tensor, buf: Tensor | None, *, lr: Any,
     return buf if momentum != 0 else None
 
 
+def torch_update(param: Tensor, grad: Tensor, momentum_buffer: Tensor | None, *, lr: Any,
+                 momentum: float = 0, dampening: float = 0, weight_decay: Any = 0,
+                 nesterov: bool = False, maximize: bool = False) -> Tensor | None:
+    """The rule without a mistake: torch's single-tensor step, bit for bit (the
+    reference of lesson 05's sgd_update; torch's own functions are what its
+    check traps as delegation)."""
+    return _rule(param, grad, momentum_buffer, lr=lr, momentum=momentum,
+                 dampening=dampening, weight_decay=weight_decay, nesterov=nesterov,
+                 maximize=maximize)
+
+
 def _mutant(bug: str) -> Update:
     """The update rule with the mistake ``bug``, as a function of its own."""
     def update(param: Tensor, grad: Tensor, momentum_buffer: Tensor | None, *,

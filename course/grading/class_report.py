@@ -11,31 +11,12 @@ from __future__ import annotations
 
 import collections
 import pathlib
-import re
 import dataclasses
 from dataclasses import dataclass
 
 import nbformat
 
 from course.grading.untrusted import printable
-
-LOCKED = "database is locked"
-#: Errors with which nbgrader refuses a notebook whose nbgrader metadata or locked
-#: cells were tampered with (or that is no notebook): the submission gets 0.
-REFUSALS = (
-    "Inconsistent checksums for cell",            # grade ids swapped, locked cell changed
-    "Notebook failed to validate",                # nbgrader metadata corrupted
-    "Duplicate grade id",
-    "does not have a grade_id",
-    "grade_id is empty",
-    "does not have points",
-    "ValidationError",
-    "version of the nbgrader metadata format",    # schema version edited
-    "NotJSONError", "Notebook does not appear to be JSON",
-    "JSONDecodeError", "UnicodeDecodeError",
-)
-_EXCEPTION_LINE = re.compile(r"^\s*([A-Za-z_][\w.]*(?:Error|Exception)): (.+)$")
-_CHANGED = re.compile(r"Attribute '([^']*)' for cell (\S+) has changed")
 
 
 @dataclass
