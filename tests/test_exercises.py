@@ -43,7 +43,9 @@ from tests.conftest import ROOT
 
 SEEDS = (1, 2, 3)
 LESSONS = exercises.lessons()
-EXERCISES = [ex for module in LESSONS.values() for ex in module.EXERCISES]
+SPECS = [ex for module in LESSONS.values() for ex in module.EXERCISES]
+EXERCISES = [ex for ex in SPECS if isinstance(ex, exercises.Exercise)]
+QUESTIONS = [q for q in SPECS if isinstance(q, exercises.Question)]
 IDS = [ex.grade_id for ex in EXERCISES]
 MISTAKES = [(ex, m) for ex in EXERCISES for m in ex.mistakes]
 MISTAKE_IDS = [f"{ex.grade_id}-{m.name}" for ex, m in MISTAKES]
@@ -146,7 +148,7 @@ def test_checks_leave_the_global_random_state_alone():
 
 
 def _lesson_of(ex) -> str:
-    return next(n for n, module in LESSONS.items() if ex in module.EXERCISES)
+    return next(n for n, module in LESSONS.items() if any(ex is e for e in module.EXERCISES))
 
 
 def _returns_values(ex) -> bool:
@@ -206,6 +208,9 @@ def test_mistake_names_are_unique(ex):
 def test_solution_notebook_observes_what_the_reference_does(lesson):
     ns = _namespace("solutions", lesson)
     for ex in LESSONS[lesson].EXERCISES:
+        if isinstance(ex, exercises.Question):
+            assert ex.accepts(ns[ex.name]) and ex.right(ns[ex.name]), ex.grade_id
+            continue
         for seed in SEEDS:
             assert _graded(ex, ns[ex.name], seed), (ex.grade_id, seed)
 
@@ -233,3 +238,46 @@ def test_every_graded_cell_has_exactly_one_spec(lesson):
         cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id")
                     == ex.grade_id)
         assert f"check_{ex.check_name}({ex.name})" in cell.source, (ex.grade_id, names)
+
+
+# ----------------------------------------------------------------- predict-then-run questions
+
+@pytest.mark.parametrize("q", QUESTIONS, ids=[q.grade_id for q in QUESTIONS])
+def test_a_question_explains_the_answer_right_or_wrong(q, capsys):
+    check = getattr(checks, f"check_{q.name}")
+    answer = q.answer()
+    assert q.accepts(answer), (q.grade_id, answer)
+    check(answer)
+    out = capsys.readouterr().out
+    assert out.startswith("\u2713 ") and q.why in out, out
+    wrong = [c for c in q.choices if c != answer] if q.choices else [answer * 2 + 10, -answer - 1]
+    for value in wrong:
+        with pytest.raises(CheckFailure, match="you predicted") as info:
+            check(value)
+        assert q.why in str(info.value)
+
+
+@pytest.mark.parametrize("q", QUESTIONS, ids=[q.grade_id for q in QUESTIONS])
+def test_a_missing_or_malformed_prediction_is_named(q):
+    check = getattr(checks, f"check_{q.name}")
+    for value in (None, ...):
+        with pytest.raises(CheckFailure, match=f"`{q.name}` is not answered yet"):
+            check(value)
+    for value in (["diverges"], "not a choice" if q.choices else "12", float("nan"), check):
+        with pytest.raises(CheckFailure, match=f"`{q.name}` must be"):
+            check(value)
+
+
+@pytest.mark.parametrize("q", QUESTIONS, ids=[q.grade_id for q in QUESTIONS])
+def test_a_question_is_graded_against_the_solution(q):
+    """Grading observes the well-formed prediction only (None for anything else),
+    so a wrong or malformed prediction scores 0."""
+    lesson = _lesson_of(q)
+    solution = _namespace("solutions", lesson)[q.name]
+    probe = probes.lesson_probes(lesson)[0][q.grade_id]
+    want = encoding.encode(probe.run({q.name: solution}, 1))
+    assert encoding.same(encoding.encode(probe.run({q.name: solution}, 2)), want, probe)
+    wrong = [c for c in q.choices if c != solution] if q.choices else [solution * 2 + 10]
+    for value in wrong + [None, str(solution) if not q.choices else 0, object()]:
+        got = encoding.encode(probe.run({q.name: value}, 1))
+        assert not encoding.same(got, want, probe), value

@@ -20,6 +20,9 @@ from course.grading.class_report import CellSummary, format_report
 from course.grading.untrusted import copy_regular, printable, remove_non_regular
 from tests.conftest import ROOT
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent / "fixtures"))
+import make_submissions as ms  # noqa: E402
+
 LESSON = "01-gradient-descent"
 SOLUTION = ROOT / "solutions" / LESSON / f"{LESSON}.ipynb"
 
@@ -189,7 +192,8 @@ def test_refused_notebook_is_graded_zero_with_its_reason(tmp_path):
                    cwd=tmp_path, env=env, check=True)
     with (tmp_path / "grades.csv").open() as f:
         rows = {r["student_id"]: r for r in csv.DictReader(f)}
-    assert float(rows["mallory"]["score"]) == 0.0 and float(rows["mallory"]["max_score"]) == 10.0
+    assert float(rows["mallory"]["score"]) == 0.0 and float(rows["mallory"]["max_score"]) == sum(
+        ms.points(ms.L01)[0].values()) + ms.points(ms.L01)[1]
     assert rows["mallory"]["timestamp"].startswith("2026-01-02 03:04:05"), rows["mallory"]
     from nbgrader.api import Gradebook
     with Gradebook(f"sqlite:///{tmp_path / 'gradebook.db'}") as gb:

@@ -23,7 +23,8 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from course.checks._common import CheckFailure, mismatch, passed, require_function
-from course.exercises.spec import Exercise, Run, run_case
+from course.exercises.spec import Exercise, Question, Run, run_case
+from course.exercises.values import fmt
 
 
 class _TimeLimit(BaseException):
@@ -163,8 +164,11 @@ def _agreements(exercise: Exercise, mistake: Any, learner: Any) -> int:
     return count
 
 
-def make_check(exercise: Exercise) -> Callable[[Any], None]:
-    """``check_<name>(obj)`` for this exercise (see the module docstring)."""
+def make_check(exercise: Exercise | Question) -> Callable[[Any], None]:
+    """``check_<name>(obj)`` for this exercise (see the module docstring), or
+    for a predict-then-run question (:func:`make_question_check`)."""
+    if isinstance(exercise, Question):
+        return make_question_check(exercise)
     name = exercise.name
 
     def check(obj: Any) -> None:
@@ -207,3 +211,32 @@ def _same(exercise: Exercise, got: Run, expected: Run) -> bool:
     except Exception:  # noqa: BLE001 - a result the observation cannot read is wrong
         return False
 
+
+
+def make_question_check(question: Question) -> Callable[[Any], None]:
+    """``check_<name>(prediction)`` for a predict-then-run question: a missing
+    or malformed prediction is named; otherwise the experiment runs and the
+    learner reads whether the prediction was right and why."""
+    name = question.name
+    allowed = (", ".join(repr(c) for c in question.choices) if question.choices
+               else f"a number{f' of {question.unit}' if question.unit else ''}")
+
+    def check(value: Any) -> None:
+        if value is None or value is Ellipsis:
+            raise CheckFailure(
+                f"`{name}` is not answered yet: set it to your prediction ({allowed}) "
+                "before you run the experiment, run that cell, then run this check again.")
+        if not question.accepts(value):
+            raise CheckFailure(f"`{name}` must be {'one of ' if question.choices else ''}"
+                               f"{allowed}; got {fmt(value)}.")
+        expected = question.answer()
+        shown = fmt(expected) + (f" {question.unit}" if question.unit and not question.choices
+                                 else "")
+        if not question.right(value):
+            raise CheckFailure(f"`{name}`: you predicted {fmt(value)}; the experiment gives "
+                               f"{shown}.\n  Why: {question.why}")
+        passed(f"{name}: {fmt(value)} is right.\n  Why: {question.why}")
+
+    check.__name__ = check.__qualname__ = f"check_{name}"
+    check.__doc__ = f"Check your prediction ``{name}`` ({allowed}) against the experiment."
+    return check

@@ -1,8 +1,9 @@
 """Exercise specs: one declarative description per graded cell.
 
 ``course/exercises/lessonNN.py`` defines ``EXERCISES`` (one
-:class:`~course.exercises.spec.Exercise` per graded test cell of that lesson,
-in notebook order) and ``FORBIDDEN`` (the answer keys disabled while a
+:class:`~course.exercises.spec.Exercise`, or :class:`~course.exercises.spec.Question`
+for a predict-then-run question, per graded test cell of that lesson, in notebook
+order) and ``FORBIDDEN`` (the answer keys disabled while a
 submission is graded). The learner's checks (:mod:`course.checks`), the grading
 probes (:mod:`course.grading`) and the tests over all specs derive from them.
 """
@@ -13,9 +14,10 @@ import importlib
 import pkgutil
 from types import ModuleType
 
-from course.exercises.spec import Case, Exercise, Mistake, Run, observations, run_case
+from course.exercises.spec import (Case, Exercise, Mistake, Question, Run, observations,
+                                   run_case)
 
-__all__ = ["Case", "Exercise", "Mistake", "Run", "lesson", "lessons", "observations",
+__all__ = ["Case", "Exercise", "Mistake", "Question", "Run", "lesson", "lessons", "observations",
            "run_case"]
 
 

@@ -19,7 +19,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from course.exercises.spec import Case, Exercise, Mistake, Run
+from course.exercises.spec import Case, Exercise, Mistake, Question, Run
 from course.exercises.values import INT_TYPES, fmt, type_name
 
 #: Observations use the builtins as they were before the learner's code ran.
@@ -661,4 +661,38 @@ def _variant(lr: float, e0: float, tol: float, L: float, *, rounding: Any = math
     return int(rounding(math.log(tol / abs(e0)) / math.log(q))) + extra
 
 
-EXERCISES = [DERIVATIVE, GD_STEP, GRADIENT_DESCENT, STEPS_TO_TOLERANCE]
+
+
+# ----------------------------------------------------------------- predict, then run
+
+#: The regimes the predict-then-run question offers, in the lesson's words.
+REGIMES = ("slides to 3 without crossing it", "crosses 3 every step and gets closer",
+           "bounces between two points forever", "crosses 3 every step and moves away")
+
+
+def _regime_of_run(lr: float) -> str:
+    """Which of :data:`REGIMES` 8 steps from w0 = 0 on (w - 3)**2 show (run, not formula)."""
+    w, errors = 0.0, [-3.0]
+    for _ in range(8):
+        w = w - lr * 2 * (w - 3)
+        errors.append(w - 3)
+    crossing = all(a * b < 0 for a, b in zip(errors, errors[1:]))
+    sizes = [abs(e) for e in errors]
+    if not crossing:
+        return REGIMES[0]
+    if sizes[-1] < sizes[0]:
+        return REGIMES[1]
+    return REGIMES[2] if sizes[-1] == sizes[0] else REGIMES[3]
+
+
+PREDICT_LR_09 = Question(
+    grade_id="test_predict_lr_09",
+    name="predict_lr_09",
+    answer=lambda: _regime_of_run(0.9),
+    choices=REGIMES,
+    why=("the error is multiplied by 1 - 2·0.9 = -0.8 every step: the sign flips (w jumps "
+         "over 3, to 5.4 on the first step) and the size shrinks by 20 % per step."),
+)
+
+#: The graded cells, in notebook order.
+EXERCISES = [DERIVATIVE, GD_STEP, GRADIENT_DESCENT, PREDICT_LR_09, STEPS_TO_TOLERANCE]

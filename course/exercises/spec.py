@@ -212,3 +212,61 @@ def observations(exercise: Exercise, fn: Any, seed: int) -> list[Any]:
     every hidden case drawn for ``seed``, as one list of plain values."""
     cases = list(exercise.cases) + exercise.hidden_cases(seed)
     return [exercise.observe(run_case(exercise, fn, case)) for case in cases]
+
+
+#: Python types a prediction may have (anything else is not an answer).
+_ANSWER_TYPES = (str, int, float)
+
+
+@dataclasses.dataclass(frozen=True)
+class Question:
+    """A "predict, then run" question, graded automatically.
+
+    The learner writes a prediction into a variable *before* running the
+    experiment below it (a choice such as ``"diverges"``, or a number); the
+    check, ``check_<name>(<name>)``, runs the experiment through
+    :attr:`answer` and explains the right answer either way.
+
+    Attributes:
+        grade_id: the test cell's nbgrader grade id (``test_<name>``).
+        name: the learner's variable, e.g. ``predict_regime``.
+        answer: computes the right answer (by running the experiment, not
+            from a stored literal); grading compares with the solution
+            notebook's value instead.
+        why: the explanation the check shows after any answer.
+        choices: the allowed answers; empty: the answer is a number.
+        rtol, atol: tolerance for a numeric answer (both 0: exactly).
+        unit: how a numeric answer is described, e.g. "steps".
+    """
+
+    grade_id: str
+    name: str
+    answer: Callable[[], Any]
+    why: str
+    choices: Sequence[str] = ()
+    rtol: float = 0.0
+    atol: float = 0.0
+    unit: str = ""
+
+    @property
+    def check_name(self) -> str:
+        """The check's name without ``check_``."""
+        return self.name
+
+    def accepts(self, value: Any) -> bool:
+        """Whether ``value`` is a well-formed answer (one of the choices, or a
+        finite number)."""
+        if self.choices:
+            return type(value) is str and value in self.choices
+        return type(value) in (int, float) and value == value and abs(value) != float("inf")
+
+    def observe(self, value: Any) -> Any:
+        """What grading compares: the prediction when it is well-formed, else None."""
+        return value if type(value) in _ANSWER_TYPES and self.accepts(value) else None
+
+    def right(self, value: Any) -> bool:
+        """Whether a well-formed prediction is the answer."""
+        expected = self.answer()
+        if self.choices:
+            return value == expected
+        return abs(value - expected) <= self.atol + self.rtol * abs(expected)

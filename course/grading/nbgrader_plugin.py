@@ -33,8 +33,8 @@ from nbclient.exceptions import CellTimeoutError
 from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
 from nbformat.notebooknode import NotebookNode
 from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, ClearHiddenTests,
-                                    Execute, GetGrades, IgnorePattern, LimitOutput,
-                                    NbGraderPreprocessor, SaveAutoGrades)
+                                    ClearSolutions, Execute, GetGrades, IgnorePattern,
+                                    LimitOutput, NbGraderPreprocessor, SaveAutoGrades)
 from traitlets import Bool, Float
 
 from nbgrader.utils import is_grade
@@ -213,6 +213,29 @@ def _without_links(init_assignment: Any) -> Any:
     return init
 
 
+#: Grade ids of the answer cells of predict-then-run questions
+#: (:class:`course.exercises.spec.Question`): the learner's variable.
+PREDICTION_PREFIX = "predict_"
+
+
+class CourseClearSolutions(ClearSolutions):
+    """nbgrader's ClearSolutions, except that the answer of a predict-then-run
+    question becomes ``predict_x = None  # YOUR PREDICTION HERE`` instead of
+    ``raise NotImplementedError()``: the variable exists, so its check can say
+    "not answered yet" rather than fail on an undefined name."""
+
+    def _replace_solution_region(self, cell: NotebookNode, language: str) -> bool:
+        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id", "")
+        if cell.cell_type != "code" or not grade_id.startswith(PREDICTION_PREFIX):
+            return super()._replace_solution_region(cell, language)
+        stub = self.code_stub
+        self.code_stub = {**stub, language: f"{grade_id} = None  # YOUR PREDICTION HERE"}
+        try:
+            return super()._replace_solution_region(cell, language)
+        finally:
+            self.code_stub = stub
+
+
 def configure(c: Any) -> None:
     """Apply the course's grading configuration to nbgrader's config object ``c``."""
     # nbgrader 0.9.6 with SQLAlchemy 2 warns on every autograde about its own
@@ -225,6 +248,10 @@ def configure(c: Any) -> None:
     # no network at all in the kernel (course.grading.kernel).
     c.KernelManager.transport = "ipc"
     c.OverwriteCells.add_missing_cells = True
+    from nbgrader.converters import GenerateAssignment
+    c.GenerateAssignment.preprocessors = [
+        CourseClearSolutions if p is ClearSolutions else p
+        for p in GenerateAssignment.class_traits()["preprocessors"].default()]
     from nbgrader.converters import Autograde
     Autograde.init_assignment = _without_links(Autograde.init_assignment)
     c.Autograde.autograde_preprocessors = [

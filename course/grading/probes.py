@@ -43,14 +43,24 @@ def _observe(exercise: Any, ns: dict[str, Any], seed: int) -> list[Any]:
     return observations(exercise, ns[exercise.name], seed)
 
 
+def _predicted(question: Any, ns: dict[str, Any], seed: int) -> list[Any]:
+    """A probe derived from a predict-then-run question: the learner's
+    prediction, if well-formed (the expected one comes from the solution)."""
+    return [question.observe(ns[question.name])]
+
+
+def _probe(ex: Any) -> Probe:
+    run = _predicted if isinstance(ex, exercises.Question) else _observe
+    return Probe(functools.partial(run, ex), ex.rtol, ex.atol)
+
+
 def lesson_probes(assignment: str) -> tuple[dict[str, Probe], list[str]]:
     """The probes of an assignment (grade_id -> Probe, derived from its
     exercise specs) and the answer keys disabled while it is graded."""
     specs = exercises.lesson(assignment)
     if specs is None:
         raise KeyError(f"no exercise specs for {assignment!r} (course/exercises/)")
-    return ({ex.grade_id: Probe(functools.partial(_observe, ex), ex.rtol, ex.atol)
-             for ex in specs.EXERCISES}, list(specs.FORBIDDEN))
+    return ({ex.grade_id: _probe(ex) for ex in specs.EXERCISES}, list(specs.FORBIDDEN))
 
 
 def answer_keys(assignment: str) -> list[tuple[str, Any]]:
@@ -69,6 +79,9 @@ def answer_keys(assignment: str) -> list[tuple[str, Any]]:
         return []
     keys = []
     for ex in specs.EXERCISES:
+        if isinstance(ex, exercises.Question):
+            keys.append((f"{ex.grade_id} answer", ex.answer))
+            continue
         keys.append((f"{ex.grade_id} reference", ex.reference))
         keys += [(f"{ex.grade_id} mistake {m.name}", m.impl) for m in ex.mistakes]
     for name in getattr(specs, "ANSWER_KEYS", ()):
