@@ -6,10 +6,14 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
 # nbgrader runs helper commands (alembic) by name: put the venv first on PATH.
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 LAB_ARGS ?=
-NOTEBOOK_DIR ?= notebooks
+# The release (generated, committed) and the learner's workspace (git-ignored copy of it,
+# where a learner works; make lab creates and updates it without ever overwriting their work).
+RELEASE_DIR ?= notebooks
+WORK_DIR ?= my-work
 COURSE_DIR ?= .
 # Jupyter refuses to run as root unless told; only add the flag when we are root.
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
@@ -20,19 +24,36 @@ ASSIGNMENTS := $(notdir $(wildcard solutions/[0-9][0-9]-*))
 
 venv: $(STAMP)
 
+# The learner's environment (what make lab needs) ...
 $(STAMP): pyproject.toml constraints.txt course/grading/kernel.py jupyter-config/overrides.json
+	@echo "Setting up .venv: torch (CPU), JupyterLab, nbgrader and the course package."
+	@echo "The first time this downloads or unpacks about 1-2 GB and takes 3-10 minutes;"
+	@echo "later runs reuse it and take a second."
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --disable-pip-version-check -q -c constraints.txt -e '.[dev]'
+	$(BIN)/python -m pip install --disable-pip-version-check -q -c constraints.txt -e .
 	@mkdir -p $(VENV)/share/jupyter/lab/settings
 	cp jupyter-config/overrides.json $(VENV)/share/jupyter/lab/settings/overrides.json
 	$(BIN)/python -m course.grading.kernel --install
 	@touch $(STAMP)
 
-## JupyterLab on notebooks/ as a learner sees it (instructor panels off).
+# ... and the test tools make test adds to it (pytest, nbval, Playwright, JupyterHub, ruff).
+$(TEST_STAMP): $(STAMP)
+	@echo "Adding the test tools to .venv (pytest, nbval, Playwright, JupyterHub, ruff)."
+	$(BIN)/python -m pip install --disable-pip-version-check -q -c constraints.txt -e '.[test]'
+	@touch $(TEST_STAMP)
+
+## JupyterLab on the learner's workspace (my-work/, a git-ignored copy of notebooks/), as a
+## learner sees it (instructor panels off), on the start page; started in my-work/ so that
+## its terminals open there (jupyter-config/self-study: with .venv/bin on their PATH). New lessons of the release are
+## copied in first; a notebook the learner changed is never touched (course/workspace.py).
 ## Jupyter's own settings apply: JUPYTER_PORT=9999 make lab, make lab LAB_ARGS=--no-browser
 lab: $(STAMP)
-	JUPYTER_CONFIG_PATH=$(CURDIR)/jupyter-config/learner \
-	  $(BIN)/jupyter lab $(NOTEBOOK_DIR)/START.md --ServerApp.root_dir=$(NOTEBOOK_DIR) $(ROOT_FLAG) $(LAB_ARGS)
+	@$(BIN)/course workspace --release $(RELEASE_DIR) --work $(WORK_DIR)
+	@echo "JupyterLab opens on $(WORK_DIR)/START.md; in its terminal: course check 01"
+	cd $(WORK_DIR) && \
+	JUPYTER_CONFIG_PATH=$(CURDIR)/jupyter-config/self-study:$(CURDIR)/jupyter-config/learner \
+	  $(CURDIR)/$(BIN)/jupyter lab --ServerApp.root_dir=. \
+	  --ServerApp.default_url=/lab/tree/START.md $(ROOT_FLAG) $(LAB_ARGS)
 
 ## JupyterLab on the repo root (or COURSE_DIR, a copy holding solutions/ and nbgrader_config.py)
 ## with nbgrader's formgrader and Create Assignment. Started in that folder: formgrader grades
@@ -44,7 +65,7 @@ lab-instructor: $(STAMP)
 	  $(CURDIR)/$(BIN)/jupyter lab --ServerApp.root_dir=. $(ROOT_FLAG) $(LAB_ARGS)
 
 ## The whole test suite, on every core (each test file stays on one worker: nbval needs that).
-test: $(STAMP)
+test: $(TEST_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -n auto --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
@@ -54,7 +75,7 @@ FAST_TESTS := $(filter-out tests/test_autograde.py tests/test_notebooks.py tests
 
 ## The inner loop: ruff, the package and check tests (no notebooks, no grading,
 ## no browser), in well under a minute.
-test-fast: $(STAMP)
+test-fast: $(TEST_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -n auto $(FAST_TESTS) $(PYTEST_ARGS)
 

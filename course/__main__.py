@@ -1,9 +1,13 @@
 """The ``course`` command line (also ``python -m course``).
 
-    course check notebooks/01-gradient-descent/01-gradient-descent.ipynb
+    course check 01                  # your lesson-01 notebook (in my-work/), or a path
 
 runs the notebook in a fresh kernel and prints a per-exercise table. The exit
-code is 0 only when every test passes.
+code is 0 only when every test passes. The learner's workspace (``my-work/``,
+:mod:`course.workspace`):
+
+    course workspace                 # copy new lessons of the release (make lab runs it)
+    course fresh 03                  # a fresh copy of lesson 03 next to yours
 
 Instructors use nbgrader's own commands (see README, "For instructors"), plus
 two that nbgrader lacks, run from the course folder:
@@ -31,8 +35,17 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="course", description="SGD from Scratch tools.")
     sub = parser.add_subparsers(dest="command", required=True)
     check = sub.add_parser("check", help="execute a lesson notebook and score its exercises")
-    check.add_argument("path", help="a lesson notebook (.ipynb)")
+    check.add_argument("path", help="a lesson (01 or 01-gradient-descent: your notebook of it "
+                       "in my-work/) or a notebook's path")
     check.add_argument("--timeout", type=int, default=60, help="seconds per cell (default: 60)")
+    workspace = sub.add_parser("workspace", help="copy the release's new lessons into your "
+                               "workspace (never over your work)")
+    fresh = sub.add_parser("fresh", help="put a fresh copy of a lesson next to yours")
+    fresh.add_argument("lesson", help="e.g. 03 or 03-stochastic-gradient-descent")
+    for p in (check, workspace, fresh):
+        p.add_argument("--work", default=None, help="your workspace (default: my-work/ of the course)")
+    for p in (workspace, fresh):
+        p.add_argument("--release", default=None, help="the release (default: notebooks/)")
     grade = sub.add_parser("grade", help="autograde every submission in parallel")
     grade.add_argument("assignment", nargs="*",
                        help="assignments to grade (default: every one with submissions)")
@@ -96,13 +109,35 @@ def _grade(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _workspace(args: argparse.Namespace) -> int:
+    from course import workspace
+    work = pathlib.Path(args.work) if args.work else workspace.WORKSPACE
+    release = pathlib.Path(args.release) if args.release else workspace.RELEASE
+    try:
+        if args.command == "fresh":
+            path = workspace.fresh(args.lesson, release, work)
+            print(f"a fresh copy of the lesson, next to yours: {path}")
+            return 0
+        done = workspace.sync(release, work)
+    except workspace.WorkspaceError as exc:
+        print(f"course {args.command}: {exc}", file=sys.stderr)
+        return 2
+    for line in done:
+        print(f"{work.name}/: {line}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``course`` console script."""
     args = _parser().parse_args(argv)
+    if args.command in ("workspace", "fresh"):
+        return _workspace(args)
     if args.command == "check":
+        from course import workspace
         try:
-            lesson, rows, problem = check_notebook(args.path, timeout=args.timeout)
-        except CheckError as exc:
+            path = workspace.find_notebook(args.path, work=args.work or workspace.WORKSPACE)
+            lesson, rows, problem = check_notebook(path, timeout=args.timeout)
+        except (CheckError, workspace.WorkspaceError) as exc:
             print(f"course check: {exc}", file=sys.stderr)
             return 2
         print(format_table(lesson, rows, problem))

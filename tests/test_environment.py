@@ -39,7 +39,7 @@ def test_environment_yml_parses_and_has_the_same_pins():
     pip = next(d["pip"] for d in deps if isinstance(d, dict))
     pinned = {canonicalize_name(p.split("==")[0]): p.split("==")[1] for p in pip if "==" in p}
     assert pinned == constraints()
-    assert "-e .[dev]" in pip
+    assert "-e .[test]" in pip
 
 
 def test_every_requirement_is_pinned_within_its_range():

@@ -8,6 +8,7 @@ learner's definition (or the spec's ``check``). Notebooks simply write
 
 from __future__ import annotations
 
+from course.checks import display
 from course.checks._common import CheckFailure
 from course.checks.derive import make_check
 from course.exercises import lessons
@@ -19,3 +20,5 @@ for _module in lessons().values():
         _name = f"check_{_exercise.check_name}"
         globals()[_name] = make_check(_exercise)
         __all__.append(_name)
+
+display.install()

@@ -53,8 +53,16 @@ def learner_code(name: str, case: str) -> Iterator[None]:
             f"`{name}` is not implemented yet: replace `raise NotImplementedError()`"
             " with your code, run that cell, then run this check again.") from None
     except Exception as exc:  # noqa: BLE001 - reported to the learner
-        raise CheckFailure(
-            f"{case}: `{name}` raised {type(exc).__name__}: {exc}") from None
+        raise raised_in(exc, f"{case}: `{name}` raised {type(exc).__name__}: {exc}") from None
+
+
+def raised_in(exc: BaseException, message: str) -> CheckFailure:
+    """The failure for an exception the learner's code raised: ``message`` (the
+    case and the exception), carrying the exception so that the notebook shows the
+    learner's own frame and line (:mod:`course.checks.display`)."""
+    failure = CheckFailure(message)
+    failure.learner_error = exc
+    return failure
 
 
 def call(fn: Callable[..., Any], name: str, case: str, *args: Any,

@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from course.checks._common import CheckFailure, mismatch, passed, require_function
+from course.checks._common import CheckFailure, mismatch, passed, raised_in, require_function
 from course.exercises.spec import Exercise, Question, Run, run_case
 from course.exercises.values import fmt
 
@@ -109,9 +109,8 @@ def _learner_run(exercise: Exercise, fn: Any, case_name: str, run: Callable[[], 
             " with your code, run that cell, then run this check again.") from None
     except Exception as exc:  # noqa: BLE001 - reported to the learner
         extra = hint(exc)
-        raise CheckFailure(
-            f"{case_name}: `{name}` raised {type(exc).__name__}: {exc}"
-            + (f"\n  Diagnosis: {extra}" if extra else "")) from None
+        raise raised_in(exc, f"{case_name}: `{name}` raised {type(exc).__name__}: {exc}"
+                        + (f"\n  Diagnosis: {extra}" if extra else "")) from None
 
 
 def diagnosis(exercise: Exercise, got: Run, expected: Run) -> str | None:

@@ -72,6 +72,17 @@ def released_tests(nb: nbformat.NotebookNode) -> tuple[str, dict[str, nbformat.N
                      "check one of the lesson notebooks in notebooks/")
 
 
+def written_points(lesson: str) -> float:
+    """Points of the lesson's manually graded answers (written questions), which
+    ``course check`` cannot score: an instructor grades them."""
+    path = RELEASED / lesson / f"{lesson}.ipynb"
+    if not path.is_file():
+        return 0.0
+    return float(sum(c.metadata["nbgrader"].get("points", 0)
+                     for c in nbformat.read(path, as_version=4).cells
+                     if is_grade(c) and c.metadata["nbgrader"].get("solution")))
+
+
 def restore_tests(nb: nbformat.NotebookNode, ref: dict[str, nbformat.NotebookNode]) -> list[str]:
     """Reset test cells to the released source; return the ids of deleted ones."""
     mine = _tests(nb)
@@ -83,7 +94,10 @@ def restore_tests(nb: nbformat.NotebookNode, ref: dict[str, nbformat.NotebookNod
 
 def execute(nb: nbformat.NotebookNode, cwd: pathlib.Path, timeout: int) -> str | None:
     """Run every cell; return None, or why execution stopped early."""
+    # The kernel's own log (e.g. "Kernel is running over TCP without encryption", about a
+    # kernel that only listens on 127.0.0.1) is not the learner's business: errors only.
     client = NotebookClient(nb, timeout=timeout, allow_errors=True,
+                            extra_arguments=["--IPKernelApp.log_level=ERROR"],
                             interrupt_on_timeout=True, kernel_name="python3",
                             resources={"metadata": {"path": str(cwd)}})
     try:
@@ -183,5 +197,8 @@ def format_table(lesson: str, rows: list[Row], problem: str | None) -> str:
     total, best = sum(r.points for r in rows), sum(r.max_points for r in rows)
     if problem:
         out.append(f"note: {problem}")
-    out.append(f"total: {total:g} / {best:g}")
+    written = written_points(lesson)
+    out.append(f"total: {total:g} / {best:g}" + (
+        f" (autograded; written answers, {written:g} more points, are graded by your "
+        "instructor)" if written else ""))
     return "\n".join(out)

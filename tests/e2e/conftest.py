@@ -36,7 +36,9 @@ def _free_port() -> int:
 class Lab:
     """A JupyterLab server started with `make <target>` on a copy of the course."""
 
-    def __init__(self, target: str, root_dir: pathlib.Path, tmp: pathlib.Path):
+    def __init__(self, target: str, root_dir: pathlib.Path, tmp: pathlib.Path,
+                 release: pathlib.Path | None = None, cwd: pathlib.Path = ROOT,
+                 make_vars: tuple[str, ...] = ()):
         self.token = secrets.token_hex(16)
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -45,6 +47,11 @@ class Lab:
         docmanager.mkdir(parents=True)
         # Tests never save: no autosave, so running cells cannot rewrite a notebook.
         (docmanager / "plugin.jupyterlab-settings").write_text(json.dumps({"autosave": False}))
+        # Terminals keep a text copy of their screen (xterm's screen-reader mode), so a test
+        # can read them.
+        terminal = settings / "@jupyterlab" / "terminal-extension"
+        terminal.mkdir(parents=True)
+        (terminal / "plugin.jupyterlab-settings").write_text(json.dumps({"screenReaderMode": True}))
         env = dict(os.environ, JUPYTER_PORT=str(self.port),
                    JUPYTERLAB_SETTINGS_DIR=str(settings),
                    JUPYTERLAB_WORKSPACES_DIR=str(tmp / "workspaces"),
@@ -52,9 +59,11 @@ class Lab:
         env.pop("MPLBACKEND", None)
         args = (f"--no-browser --ServerApp.ip=127.0.0.1 --IdentityProvider.token={self.token} "
                 f"--LabApp.expose_app_in_browser=True")
-        where = "NOTEBOOK_DIR" if target == "lab" else "COURSE_DIR"
+        where = ([f"WORK_DIR={root_dir}", f"RELEASE_DIR={release}"] if target == "lab"
+                 else [f"COURSE_DIR={root_dir}"])
         self.log = (tmp / f"{target}.log").open("w")
-        self.proc = subprocess.Popen(["make", "-s", target, f"LAB_ARGS={args}", f"{where}={root_dir}"], cwd=ROOT,
+        self.proc = subprocess.Popen(["make", "-s", target, f"LAB_ARGS={args}", *where, *make_vars],
+                                     cwd=cwd,
                                      env=env, stdout=self.log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
         self._wait()
@@ -124,7 +133,8 @@ def browser(chromium_path):
 
 @pytest.fixture(scope="session")
 def learner_lab(chromium_path, course_copy, tmp_path_factory):
-    lab = Lab("lab", course_copy / "notebooks", tmp_path_factory.mktemp("learner-lab"))
+    lab = Lab("lab", course_copy / "my-work", tmp_path_factory.mktemp("learner-lab"),
+              release=course_copy / "notebooks")
     yield lab
     lab.stop()
 
