@@ -119,8 +119,8 @@ def lr_regime(lr: float, L: float) -> Regime:
     $1 - \eta L$ every step. The name depends only on that factor:
 
     - ``"frozen"``: $\eta = 0$, factor $1$, nothing moves.
-    - ``"monotone"``: $0 < \eta \le 1/L$, factor in $[0, 1)$: the error keeps
-      its sign and shrinks, a steady slide ($\eta = 1/L$ lands on the
+    - ``"monotone"``: $0 < \eta \le 1/L$, factor in $[0, 1)$: the error never
+      changes sign and shrinks, a steady slide ($\eta = 1/L$ lands on the
       minimum in one step). A learning rate far below $1/L$ is *too small*:
       monotone, but slow; that is a matter of speed, not a regime of its own.
     - ``"oscillating"``: $1/L < \eta < 2/L$, factor in $(-1, 0)$: the error
