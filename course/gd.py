@@ -6,7 +6,7 @@ $$w_{t+1} = w_t - \eta\,\nabla f(w_t)$$
 
 with a learning rate $\eta \ge 0$. On a quadratic with smoothness $L$ (the
 largest curvature), the distance to the minimum is multiplied by
-$1 - \eta L$ at every step, which gives four regimes (:func:`lr_regime`).
+$1 - \eta L$ at every step, which names the regimes of :func:`lr_regime`.
 
 >>> from course.functions import quadratic, quadratic_grad
 >>> history = gradient_descent(quadratic_grad, w0=0.0, lr=0.1, n_steps=20)
@@ -29,7 +29,7 @@ from course._validation import (
 )
 from course.functions import Value
 
-Regime = Literal["frozen", "monotone", "oscillating", "divergent"]
+Regime = Literal["frozen", "monotone", "oscillating", "bouncing", "divergent"]
 
 
 def gd_step(w: Value, grad: Value, lr: float) -> Value:
@@ -116,15 +116,19 @@ def lr_regime(lr: float, L: float) -> Regime:
 
     On $f(w) = \tfrac{L}{2} (w - w^*)^2$ one step gives
     $w_{t+1} - w^* = (1 - \eta L)(w_t - w^*)$, so the error is multiplied by
-    $1 - \eta L$ every step:
+    $1 - \eta L$ every step. The name depends only on that factor:
 
-    - ``"frozen"``: $\eta = 0$, nothing moves.
-    - ``"monotone"``: $0 < \eta \le 1/L$, factor in $[0, 1)$, a steady slide
-      ($\eta = 1/L$ lands on the minimum in one step).
-    - ``"oscillating"``: $1/L < \eta \le 2/L$, factor in $[-1, 0)$, the
-      error flips sign every step; it shrinks, except at exactly
-      $\eta = 2/L$ where it bounces forever with constant size.
-    - ``"divergent"``: $\eta > 2/L$, factor below $-1$, the error grows.
+    - ``"frozen"``: $\eta = 0$, factor $1$, nothing moves.
+    - ``"monotone"``: $0 < \eta \le 1/L$, factor in $[0, 1)$: the error never
+      changes sign and shrinks, a steady slide ($\eta = 1/L$ lands on the
+      minimum in one step). A learning rate far below $1/L$ is *too small*:
+      monotone, but slow; that is a matter of speed, not a regime of its own.
+    - ``"oscillating"``: $1/L < \eta < 2/L$, factor in $(-1, 0)$: the error
+      flips sign every step and shrinks.
+    - ``"bouncing"``: $\eta = 2/L$, factor $-1$: the error flips sign and
+      keeps its size, forever.
+    - ``"divergent"``: $\eta > 2/L$, factor below $-1$: the error flips sign
+      and grows.
 
     Args:
         lr: the learning rate $\eta \ge 0$.
@@ -132,10 +136,10 @@ def lr_regime(lr: float, L: float) -> Regime:
 
     Returns:
         One of ``"frozen"``, ``"monotone"``, ``"oscillating"``,
-        ``"divergent"``.
+        ``"bouncing"``, ``"divergent"``.
 
-    >>> [lr_regime(lr, L=2.0) for lr in (0.0, 0.1, 0.9, 1.1)]
-    ['frozen', 'monotone', 'oscillating', 'divergent']
+    >>> [lr_regime(lr, L=2.0) for lr in (0.0, 0.1, 0.9, 1.0, 1.1)]
+    ['frozen', 'monotone', 'oscillating', 'bouncing', 'divergent']
     """
     lr = require_real(lr, "lr", minimum=0.0)
     L = require_real(L, "L", minimum=0.0, strict=True)
@@ -143,8 +147,10 @@ def lr_regime(lr: float, L: float) -> Regime:
         return "frozen"
     if lr * L <= 1:
         return "monotone"
-    if lr * L <= 2:
+    if lr * L < 2:
         return "oscillating"
+    if lr * L == 2:
+        return "bouncing"
     return "divergent"
 
 

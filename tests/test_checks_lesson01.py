@@ -157,6 +157,14 @@ def test_gd_step_returns_list_for_arrays():
     fails(check_gd_step, as_list, r"expected a numpy array of shape \(3,\), got list")
 
 
+def test_gd_step_ignores_grad_and_uses_derivative():
+    def own_slope(w, grad, lr):
+        return w - lr * derivative(w)
+    fails(check_gd_step, own_slope,
+          r"case 'w=2.0, grad=10.0, lr=0.1': expected 1, got 2.2.*you ignored the "
+          r"`grad` argument.*return w - lr \* grad")
+
+
 def test_gd_step_generic_mismatch():
     message = fails(check_gd_step, lambda w, g, lr: w - 2 * lr * g,
                     r"expected 4.6, got 4.2")
@@ -220,9 +228,31 @@ def test_gradient_descent_returned_none():
 
 def test_gradient_descent_returned_last_iterate():
     def last_only(f_grad, w0, lr, n_steps):
-        return gradient_descent(f_grad, w0, lr, n_steps)[-1]
+        w = w0
+        for _ in range(n_steps):
+            w = w - lr * f_grad(w)
+        return w
     fails(check_gradient_descent, last_only,
-          r"expected 6 iterates .*got 0.*not a single number")
+          r"n_steps=5': `gradient_descent` returned a single number, the last iterate "
+          r"w_5: 2.01696.*Diagnosis: return the whole history \[w0, w1, ..., w_5\], a "
+          r"list of n_steps \+ 1 = 6 entries")
+
+
+def test_gradient_descent_returned_last_point_of_an_array_run():
+    def last_only_for_arrays(f_grad, w0, lr, n_steps):
+        history = gradient_descent(f_grad, w0, lr, n_steps)
+        return history[-1] if np.ndim(w0) else history
+    fails(check_gradient_descent, last_only_for_arrays,
+          r"2-D bowl.*returned a single point \(an array of the shape of w0\), the "
+          r"last iterate w_4.*return the whole history \[w0, w1, ..., w_4\]")
+
+
+def test_gradient_descent_returned_a_number_not_the_last_iterate():
+    def first_step_only(f_grad, w0, lr, n_steps):
+        return w0 - lr * f_grad(w0)
+    message = fails(check_gradient_descent, first_step_only,
+                    r"returned a single number: 0.6.*return the whole history")
+    assert "last iterate" not in message
 
 
 def test_gradient_descent_wrong_first_step():
@@ -331,6 +361,30 @@ def test_steps_endless_loop_is_interrupted():
 def test_steps_returns_string():
     fails(check_steps_to_tolerance, lambda lr, e0, tol, L=2.0: "36",
           r"expected a number of steps \(an int, or math.inf\), got str")
+
+
+def test_steps_returned_none_where_it_never_converges():
+    def no_inf(lr, e0, tol, L=2.0):
+        if abs(e0) <= tol:
+            return 0
+        q = abs(1 - lr * L)
+        if q == 0:
+            return 1
+        if q >= 1:
+            return
+        return math.ceil(math.log(tol / abs(e0)) / math.log(q))
+    fails(check_steps_to_tolerance, no_inf,
+          r"case 'lr=1.1, e0=3.0, tol=1e-3, L=2.0': `steps_to_tolerance` returned None "
+          r"for lr=1.1, L=2, where \|1 - lr·L\| = 1.2 >= 1: the error never shrinks.*"
+          r"return math.inf")
+
+
+def test_steps_returned_none_where_already_within_tol():
+    def no_zero(lr, e0, tol, L=2.0):
+        if abs(e0) > tol:
+            return steps_to_tolerance(lr, e0, tol, L)
+    fails(check_steps_to_tolerance, no_zero,
+          r"e0=1e-4.*returned None for e0=0.0001, tol=0.001, where \|e0\| <= tol.*return 0")
 
 
 def test_steps_returned_none():

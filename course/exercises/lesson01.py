@@ -195,6 +195,13 @@ def gd_step(w: Any, grad: Any, lr: float) -> Any:
     return w - lr * grad
 
 
+GRAD_IGNORED = ("you ignored the `grad` argument and stepped along the slope of "
+                "(w - 3)**2 instead (derivative(w), or 2 * (w - 3)); in this case grad "
+                "is not f'(w). gd_step must step along the gradient it is given, "
+                "whatever the loss (gradient_descent passes it the gradients of other "
+                "losses): return w - lr * grad.")
+
+
 def _gd_step_observe(run: Run) -> Any:
     if _is_array_case(run):
         w, g = run.args[0], run.args[1]
@@ -250,15 +257,15 @@ GD_STEP = Exercise(
     name="gd_step",
     reference=gd_step,
     cases=[Case(f"w={w}, grad={g}, lr={lr}", (w, g, lr))
-           for w, g, lr in [(5.0, 4.0, 0.1), (0.0, -6.0, 0.25), (1.0, -4.0, 1.5),
-                            (-2.0, 3.0, 0.0)]] + [
+           for w, g, lr in [(5.0, 4.0, 0.1), (2.0, 10.0, 0.1), (0.0, -6.0, 0.25),
+                            (1.0, -4.0, 1.5), (-2.0, 3.0, 0.0)]] + [
         Case(f"w=np.array({w.tolist()}), lr={lr}", (w, g, lr)) for w, g, lr in [
             (np.array([1.0, -2.0, 0.5]), np.array([0.5, -1.0, 4.0]), 0.1),
             (np.array([[3.0, 1.0], [0.0, -1.0]]), np.array([[2.0, -2.0], [1.0, 0.5]]), 0.5),
             (np.array([0.5, -1.5]), np.array([2.0, 1.0]), 0.0)]],
     observe=_gd_step_observe,
-    passed="gd_step: 4 numbers and 3 numpy arrays (one with lr = 0) match "
-           "w - lr * grad; the input arrays are left unchanged",
+    passed="gd_step: 5 numbers and 3 numpy arrays (grad not always f'(w), lr = 0 "
+           "too) match w - lr * grad; the input arrays are left unchanged",
     hidden=_gd_step_hidden,
     rtol=1e-9, atol=1e-12,
     rules=[_gd_step_contract],
@@ -273,6 +280,7 @@ GD_STEP = Exercise(
                 "wrong sign: return w - lr * grad.", lambda w, grad, lr: lr * grad),
         Mistake("subtracted_lr", "you subtracted lr alone: multiply it by the "
                 "gradient, w - lr * grad.", lambda w, grad, lr: w - lr),
+        Mistake("grad_ignored", GRAD_IGNORED, lambda w, grad, lr: w - lr * 2 * (w - 3)),
     ],
     forbidden=FORBIDDEN,
 )
@@ -353,6 +361,8 @@ def _gd_contract(got: Run, expected: Run) -> str | None:
                 f"{fmt(out)}.")
     want = np.array(expected.result, dtype=float)
     n_steps, w0 = got.case.args[3], got.case.args[1]
+    if n_steps > 0 and history.shape == want[-1].shape:
+        return _gd_last_only(history, want, n_steps, scalar=np.ndim(w0) == 0)
     count, need = (len(history) if history.ndim else 0), n_steps + 1
     if count != need:
         msg = f"expected {need} iterates (w0 and one per step), got {count}."
@@ -369,8 +379,6 @@ def _gd_contract(got: Run, expected: Run) -> str | None:
             hint = ("one entry too many (off by one): start with [w0], loop "
                     "`for _ in range(n_steps)` and append once per step (not also "
                     "before the loop or after it).")
-        elif count == 0:
-            hint = "return the whole history (a list), not a single number."
         else:
             hint = ("start with history = [w0] and append the new w once per step, "
                     "for n_steps steps.")
@@ -379,6 +387,18 @@ def _gd_contract(got: Run, expected: Run) -> str | None:
         return (f"expected {n_steps + 1} iterates of shape {np.shape(w0)} (array shape "
                 f"{want.shape}), got shape {history.shape}.")
     return None
+
+
+def _gd_last_only(history: np.ndarray, want: np.ndarray, n_steps: int,
+                  scalar: bool) -> str:
+    """The message for a single iterate returned instead of the history."""
+    what = "a single number" if scalar else "a single point (an array of the shape of w0)"
+    last = bool(np.allclose(history, want[-1], rtol=1e-9, atol=1e-12, equal_nan=True))
+    which = f", the last iterate w_{n_steps}" if last else ""
+    return (f"`gradient_descent` returned {what}{which}: {fmt(history[()])}.\n  "
+            f"Diagnosis: return the whole history [w0, w1, ..., w_{n_steps}], a list of "
+            f"n_steps + 1 = {n_steps + 1} entries: start with history = [w0], append "
+            "every new w, and return history after the loop.")
 
 
 def _gd_w0_unchanged(got: Run, expected: Run) -> str | None:
@@ -524,6 +544,16 @@ def _is_number(x: Any) -> bool:
 
 def _steps_contract(got: Run, expected: Run) -> str | None:
     out, want = got.result, expected.result
+    lr, e0, tol, L = (tuple(got.case.args) + (2.0,))[:4]
+    if out is None and math.isinf(want):
+        return (f"`steps_to_tolerance` returned None for lr={lr:g}, L={L:g}, where "
+                f"|1 - lr·L| = {abs(1 - lr * L):g} >= 1: the error never shrinks.\n  "
+                "Diagnosis: no number of steps is enough there, so return math.inf "
+                "(a bare `return`, or a branch that returns nothing, gives None).")
+    if out is None and want == 0:
+        return (f"`steps_to_tolerance` returned None for e0={e0:g}, tol={tol:g}, where "
+                "|e0| <= tol.\n  Diagnosis: the start is already within tol, which takes "
+                "0 steps: return 0 on that branch.")
     if out is None:
         return _returned_none("steps_to_tolerance")
     if not _is_number(out):
@@ -694,5 +724,32 @@ PREDICT_LR_09 = Question(
          "over 3, to 5.4 on the first step) and the size shrinks by 20 % per step."),
 )
 
+
+
+def _steps_of_run(lr: float, w0: float = 0.0, tol: float = 1e-3,
+                  max_steps: int = 100_000) -> float:
+    """Steps gradient descent on (w - 3)**2 takes from ``w0`` until |w - 3| <= tol,
+    counted by running it (math.inf if ``max_steps`` are not enough)."""
+    w = w0
+    for t in range(max_steps + 1):
+        if abs(w - 3) <= tol:
+            return t
+        w = w - lr * 2 * (w - 3)
+    return math.inf
+
+
+PREDICT_STEPS_099 = Question(
+    grade_id="test_predict_steps_099",
+    name="predict_steps_099",
+    answer=lambda: _steps_of_run(0.99),
+    rtol=0.1,
+    unit="steps",
+    why=("|1 - 2·0.99| = 0.98, the same size as for lr = 0.01: the error shrinks by "
+         "only 2 % per step (flipping its sign every step), so both need 397 steps, 11 "
+         "times as many as lr = 0.1 or lr = 0.9 (36). Only |1 - lr·L| counts: just below "
+         "2/L is as slow as a learning rate 99 times smaller."),
+)
+
 #: The graded cells, in notebook order.
-EXERCISES = [DERIVATIVE, GD_STEP, GRADIENT_DESCENT, PREDICT_LR_09, STEPS_TO_TOLERANCE]
+EXERCISES = [DERIVATIVE, GD_STEP, GRADIENT_DESCENT, PREDICT_LR_09, STEPS_TO_TOLERANCE,
+             PREDICT_STEPS_099]
