@@ -142,9 +142,9 @@ def _autograd_error_hint(exc: BaseException) -> str | None:
     text = str(exc)
     if "leaf Variable that requires grad" in text:
         return ("you updated a parameter in place while autograd was recording: "
-                "the operation would become the tensor's history, and a leaf "
-                "cannot acquire history, so torch refuses. Do the update inside "
-                "`with torch.no_grad():`, e.g. "
+                "the operation would become the tensor's history, and a leaf that "
+                "requires grad cannot acquire history, so torch refuses. Do the "
+                "update inside `with torch.no_grad():`, e.g. "
                 "`with torch.no_grad(): p -= lr * p.grad`.")
     if "does not require grad" in text:
         return ("the tensor you called backward() on has no grad_fn: compute "
