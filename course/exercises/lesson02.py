@@ -12,6 +12,10 @@ r"""Exercise specs of 02-autograd: lesson 1 again, with ``torch.autograd``.
 - ``fit_linear_regression`` -- full-batch gradient descent on the mean squared
   error from $w = 0, b = 0$ (trajectory, losses, types, shapes, inputs unchanged).
 
+Two "predict, then run" questions: ``predict_grad_after_3`` (what ``.grad``
+holds after three ``backward()`` calls without zeroing) and ``predict_rebind``
+(what four steps of ``w = w - lr * w.grad`` do).
+
 Every call runs in :func:`_guarded`: torch's global RNG state and grad mode are
 restored afterwards, and whether the learner's code left gradient tracking on
 is part of what is observed. Hidden cases are drawn from each verification's
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import builtins
 import math
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -30,7 +35,7 @@ import numpy as np
 import torch
 
 from course.data import least_squares, make_regression
-from course.exercises.spec import Case, Exercise, Mistake, Run, run_case
+from course.exercises.spec import Case, Exercise, Mistake, Question, Run, run_case
 from course.exercises.values import (
     COURSE_SGD,
     FLOAT_TYPES,
@@ -61,6 +66,7 @@ _F64 = torch.float64
 _GET_RNG, _SET_RNG = torch.random.get_rng_state, torch.random.set_rng_state
 _GRAD_ON, _SET_GRAD = torch.is_grad_enabled, torch.set_grad_enabled
 _NO_GRAD, _EQUAL = torch.no_grad, torch.equal
+_ENABLE_GRAD = torch.enable_grad
 
 NONE_HINT = "your function returned None: did you forget `return`?"
 GRAD_OFF = ("switched gradient tracking off for the whole notebook "
@@ -136,8 +142,9 @@ def _autograd_error_hint(exc: BaseException) -> str | None:
     text = str(exc)
     if "leaf Variable that requires grad" in text:
         return ("you updated a parameter in place while autograd was recording: "
-                "torch refuses because the in-place change would corrupt the "
-                "graph. Do the update inside `with torch.no_grad():`, e.g. "
+                "the operation would become the tensor's history, and a leaf that "
+                "requires grad cannot acquire history, so torch refuses. Do the "
+                "update inside `with torch.no_grad():`, e.g. "
                 "`with torch.no_grad(): p -= lr * p.grad`.")
     if "does not require grad" in text:
         return ("the tensor you called backward() on has no grad_fn: compute "
@@ -665,7 +672,7 @@ REPLACED = ("you replaced the parameter by a new tensor: whoever holds the old t
             "place: `with torch.no_grad(): p -= lr * p.grad`.")
 DETACHED = ("don't detach the parameters or switch requires_grad off; update them "
             "under `with torch.no_grad():` instead.")
-LOSS_TENSOR = "return loss.item(); the tensor keeps the whole graph alive."
+LOSS_TENSOR = "return loss.item(); the tensor keeps its autograd graph (grad_fn) alive."
 LOSS_AFTER = ("you returned the loss AFTER the update: return the loss you called "
               "backward() on, computed before the step.")
 
@@ -1156,4 +1163,58 @@ FIT_LINEAR_REGRESSION = Exercise(
 )
 
 
-EXERCISES = [AUTOGRAD_DERIVATIVE, FINITE_DIFFERENCE, GD_STEP_AUTOGRAD, FIT_LINEAR_REGRESSION]
+# ----------------------------------------------------------------- predict, then run
+
+def _grad_after_three_backwards() -> float:
+    """``w.grad`` after three ``backward()`` calls on (w - 3)**2 at w = 5 (run)."""
+    with _ENABLE_GRAD():
+        w = torch.tensor(5.0, requires_grad=True)
+        for _ in range(3):
+            ((w - 3) ** 2).backward()
+        return float(w.grad.item())
+
+
+PREDICT_GRAD_AFTER_3 = Question(
+    grade_id="test_predict_grad_after_3",
+    name="predict_grad_after_3",
+    answer=_grad_after_three_backwards,
+    atol=0.01,
+    why=("backward() ADDS the new gradient into .grad instead of overwriting it: "
+         "f'(5) = 4 three times gives 4 + 4 + 4 = 12. In a training loop, clear "
+         ".grad before every backward()."),
+)
+
+#: The outcomes the rebinding question offers.
+REBIND = ("runs 4 steps and w approaches 3", "runs 4 steps but w stays at 5",
+          "fails at step 1", "fails at step 2")
+
+
+def _rebind_outcome() -> str:
+    """Which of :data:`REBIND` four steps of ``w = w - 0.1 * w.grad`` give (run)."""
+    with _ENABLE_GRAD(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")             # the non-leaf .grad warning
+        w = torch.tensor(5.0, requires_grad=True)
+        for step in range(1, 5):
+            try:
+                loss = (w - 3) ** 2
+                loss.backward()
+                w = w - 0.1 * w.grad
+            except (TypeError, RuntimeError):
+                return REBIND[2] if step == 1 else REBIND[3]
+        return REBIND[0] if abs(w.item() - 3) < 2 else REBIND[1]
+
+
+PREDICT_REBIND = Question(
+    grade_id="test_predict_rebind",
+    name="predict_rebind",
+    answer=_rebind_outcome,
+    choices=REBIND,
+    why=("step 1 works on the leaf you created, but `w = w - lr * w.grad` rebinds w "
+         "to a new tensor computed by a recorded operation: a non-leaf. At step 2, "
+         "backward() fills .grad only for leaves, so w.grad is None (torch warns) and "
+         "`lr * w.grad` raises a TypeError."),
+)
+
+#: The graded cells, in notebook order.
+EXERCISES = [AUTOGRAD_DERIVATIVE, FINITE_DIFFERENCE, PREDICT_GRAD_AFTER_3,
+             PREDICT_REBIND, GD_STEP_AUTOGRAD, FIT_LINEAR_REGRESSION]
