@@ -158,13 +158,16 @@ def minibatch_variance(total_variance: float, n: int, batch_size: int) -> float:
 def noise_floor(lr: float, batch_size: int, total_variance: float) -> float:
     r"""The plateau of the excess loss of constant-lr SGD, to first order in lr.
 
-    Near the minimiser $\theta^*$ of a quadratic loss with Hessian $H$, the
-    iterates settle into a cloud with covariance $P$ solving
-    $HP + PH = \eta\, \Sigma / B$ (to first order in $\eta$), where $\Sigma$
-    is the covariance of the per-example gradients at $\theta^*$. Taking the
-    trace gives the mean excess loss
+    Near the minimiser $\theta^*$ of a quadratic loss with Hessian $H$, with
+    batches drawn independently of each other and $B \ll n$ (so the gradient
+    noise of a step has covariance $\Sigma / B$), the iterates settle into a
+    cloud with covariance $P$ solving $HP + PH = \eta\, \Sigma / B$ (to first
+    order in $\eta$), where $\Sigma$ is the covariance of the per-example
+    gradients at $\theta^*$. Taking the trace gives the mean excess loss
     $\tfrac12 \operatorname{tr}(HP) = \eta \operatorname{tr}(\Sigma) / (4B)$:
-    proportional to the learning rate and to $1/B$.
+    proportional to $\eta / B$. The dropped terms of order $\eta^2$ raise the
+    plateau; shuffled epochs (batches without replacement within an epoch)
+    lower it, far below the formula when an epoch is a few small steps.
 
     Args:
         lr: the constant learning rate $\eta$.

@@ -170,3 +170,62 @@ def test_dataloader_draw_order_is_what_lesson_03_teaches():
         torch.randperm(n, generator=g)
         got = [yb for _, yb in loader]
         assert all(torch.equal(a, e) for a, e in zip(got, expected))
+
+
+def test_averaging_batches_independent_and_within_one_epoch():
+    """Lesson 03's 1/sqrt(K) demo: K batch gradients of different epochs
+    average to variance c^2 / K; K batches of one epoch are one batch of
+    size * K without replacement (the finite-population factor in batches)."""
+    X, y, _, _ = make_regression(n=200, d=2, noise=0.5, seed=3)
+    w, b = torch.zeros(2), torch.zeros(())
+    G = sto.per_example_gradients(w, b, X, y).double()
+    grad = G.mean(0)
+    sigma2 = float(((G - grad) ** 2).sum(1).mean())
+    n, size, epochs = 200, 10, 2000
+    g = torch.Generator().manual_seed(0)
+    E = torch.stack([G[torch.cat(sto.minibatch_indices(n, size, g))].view(20, size, -1).mean(1)
+                     for _ in range(epochs)])
+    c2 = sto.minibatch_variance(sigma2, n, size)
+    for K in (1, 4, 10, 20):
+        m = epochs // K
+        independent = E[:m * K].reshape(m, K, 20, -1).mean(1)
+        one_epoch = E[:, :(20 // K) * K].reshape(epochs, 20 // K, K, -1).mean(2)
+        var_ind = float(((independent - grad) ** 2).sum(-1).mean())
+        var_one = float(((one_epoch - grad) ** 2).sum(-1).mean())
+        assert var_ind == pytest.approx(c2 / K, rel=0.1)
+        assert var_one == pytest.approx(c2 / K * (20 - K) / 19, rel=0.1, abs=1e-9)
+        assert var_one == pytest.approx(sto.minibatch_variance(sigma2, n, size * K),
+                                        rel=0.1, abs=1e-9)
+
+
+def _plateau(X, y, lr, batch_size, epochs, independent, seed):
+    w_star, b_star = least_squares(X, y)
+    loss_star = sto.mse(w_star.double(), b_star.double(), X, y)
+    g = torch.Generator().manual_seed(seed)
+    w, b = torch.zeros(X.shape[1], dtype=X.dtype), torch.zeros((), dtype=X.dtype)
+    n, excess = len(y), []
+    for _ in range(epochs):
+        batches = ([torch.randint(n, (batch_size,), generator=g)
+                    for _ in range(n // batch_size)] if independent
+                   else sto.minibatch_indices(n, batch_size, g))
+        for idx in batches:
+            grad_w, grad_b = sto.minibatch_gradient(w, b, X, y, idx)
+            w, b = w - lr * grad_w, b - lr * grad_b
+        excess.append(sto.mse(w, b, X, y) - loss_star)
+    return float(np.mean(excess[epochs // 4:]))
+
+
+def test_shuffled_epochs_of_few_small_steps_end_below_the_floor():
+    """Lesson 03's written question: with eta * steps per epoch small, shuffled
+    epochs cancel most of the batch noise; independent batches sit at the floor."""
+    X, y, _, _ = make_regression(n=400, d=3, noise=0.5, seed=0)
+    X, y = X.double(), y.double()
+    w_star, b_star = least_squares(X, y)
+    sigma2 = float((sto.per_example_gradients(w_star.double(), b_star.double(), X, y) ** 2)
+                   .sum(1).mean())
+    lr, batch_size = 0.02, 20                      # 20 steps per epoch: eta * steps = 0.4
+    floor = sto.noise_floor(lr, batch_size, sigma2)
+    independent = np.mean([_plateau(X, y, lr, batch_size, 80, True, s) for s in range(3)])
+    shuffled = np.mean([_plateau(X, y, lr, batch_size, 80, False, s) for s in range(3)])
+    assert independent == pytest.approx(floor, rel=0.3)
+    assert shuffled < floor / 5

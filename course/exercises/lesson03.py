@@ -6,6 +6,9 @@ r"""Exercise specs of 03-stochastic-gradient-descent: mini-batch SGD on linear r
   $\big(\frac{2}{|B|} X_B^\top r_B, \frac{2}{|B|} \sum r_B\big)$.
 - ``sgd_epoch`` -- one SGD step per shuffled mini-batch, inputs untouched.
 - ``lr_schedule`` -- the inverse-time decay $\eta_0 / (1 + \text{decay}\cdot t)$.
+- ``predict_noise_ratio``, ``predict_best_batch`` -- predict-then-run questions:
+  how much averaging 8 -> 32 independent batch gradients shrinks their noise, and
+  which batch size ends 10 epochs of the lesson's run at the lowest loss.
 
 The shuffling exercises run as flows (:data:`INDICES_FLOW`, :data:`SGD_FLOW`):
 the generator is made from the case's seed, one or more epochs run with it,
@@ -26,7 +29,8 @@ from typing import Any, Callable, Iterator
 import numpy as np
 import torch
 
-from course.exercises.spec import Case, Exercise, Mistake, Run, run_case
+from course.data import make_regression
+from course.exercises.spec import Case, Exercise, Mistake, Question, Run, run_case
 from course.exercises.values import COURSE_SGD, TORCH_SGD, fmt, real, snap, type_name
 
 #: Observations use the builtins as they were before the learner's code ran.
@@ -864,6 +868,91 @@ SGD_EPOCH = Exercise(
 
 
 # --------------------------------------------------------------------------
+# Predict, then run: the lesson's experiments, re-run (plain torch and numpy)
+# --------------------------------------------------------------------------
+
+def _lesson_data() -> tuple[torch.Tensor, torch.Tensor]:
+    """The lesson's data set: make_regression(n=2000, d=5, noise=0.5, seed=0)."""
+    X, y, _, _ = make_regression(n=2000, d=5, noise=0.5, seed=0)
+    return X, y
+
+
+def _noise_of_averages(K: int, epochs: int = 400, seed: int = 2) -> float:
+    r"""The notebook's experiment: $\sqrt{\mathbb{E}\lVert \bar g_K - \nabla L\rVert^2}$
+    for the mean $\bar g_K$ of K batch gradients (batches of 10 at w = 0, b = 0)
+    from K different epochs: batch j of K consecutive epochs, for every j."""
+    X, y = _lesson_data()
+    n, size = len(y), 10
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)      # as the notebook runs (and many small ops are fast)
+    try:
+        G = 2 * (-y)[:, None] * _CAT([X, torch.ones(n, 1)], dim=1)   # per-example
+        g = _generator(seed)
+        E = torch.stack([G[_RANDPERM(n, generator=g)].view(n // size, size, -1).mean(1)
+                         for _ in range(epochs)])                  # (epoch, batch, d + 1)
+        m = epochs // K
+        means = E[:m * K].reshape(m, K, n // size, -1).mean(1)
+        return float(((means - G.mean(0)) ** 2).sum(-1).mean().sqrt())
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _noise_ratio() -> float:
+    """How many times less noisy 32 independent batch gradients are than 8, averaged."""
+    return round(_noise_of_averages(8) / _noise_of_averages(32), 4)
+
+
+PREDICT_NOISE_RATIO = Question(
+    grade_id="test_predict_noise_ratio",
+    name="predict_noise_ratio",
+    answer=_noise_ratio,
+    rtol=0.2,
+    unit="times smaller",
+    why=("the K batch gradients of different epochs are independent, each with mean grad L, "
+         "so the variances of their errors add: the average of K has variance c^2 / K and "
+         "standard deviation c / sqrt(K). Four times more batches give sqrt(4) = 2 times "
+         "less noise (and 4 times less variance)."),
+)
+
+
+#: The batch sizes of the lesson's comparison (lr = 0.02, 10 epochs, seed 0).
+BATCH_SIZES = ("1", "10", "100", "2000")
+
+
+def _best_batch_size(lr: float = 0.02, epochs: int = 10, seed: int = 0) -> str:
+    """Run the notebook's four SGD runs (float64 numpy, torch's shuffling) and
+    return the batch size with the lowest loss after the last epoch."""
+    X, y = _lesson_data()
+    n = len(y)
+    A = np.hstack([X.double().numpy(), np.ones((n, 1))])
+    t = y.double().numpy()
+    final = {}
+    for name in BATCH_SIZES:
+        size, theta, g = int(name), np.zeros(A.shape[1]), _generator(seed)
+        for _ in range(epochs):
+            perm = _RANDPERM(n, generator=g).numpy()
+            for start in range(0, n, size):
+                rows = perm[start:start + size]
+                r = A[rows] @ theta - t[rows]
+                theta = theta - lr * (2 / len(rows)) * (r @ A[rows])
+        final[name] = float(np.mean((A @ theta - t) ** 2))
+    return min(final, key=final.__getitem__)
+
+
+PREDICT_BEST_BATCH = Question(
+    grade_id="test_predict_best_batch",
+    name="predict_best_batch",
+    answer=_best_batch_size,
+    choices=BATCH_SIZES,
+    why=("B = 2000 is exact but takes only 10 steps in all, far too few at lr = 0.02. "
+         "B = 1 and B = 10 arrive within the first epoch, then bounce at their noise "
+         "floors, proportional to lr / B. B = 100 takes 200 steps, enough to arrive, and "
+         "its 20 small steps per epoch use every example once, so most of the batch noise "
+         "of an epoch cancels: it ends hundreds of times lower than B = 10."),
+)
+
+
+# --------------------------------------------------------------------------
 # Exercise 3.4: lr_schedule
 # --------------------------------------------------------------------------
 
@@ -963,4 +1052,5 @@ LR_SCHEDULE = Exercise(
 )
 
 
-EXERCISES = [MINIBATCH_INDICES, MINIBATCH_GRADIENT, SGD_EPOCH, LR_SCHEDULE]
+EXERCISES = [MINIBATCH_INDICES, MINIBATCH_GRADIENT, PREDICT_NOISE_RATIO, SGD_EPOCH,
+             PREDICT_BEST_BATCH, LR_SCHEDULE]
