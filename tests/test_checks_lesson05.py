@@ -24,6 +24,7 @@ from course.checks import (
     check_sgd_update,
     check_ulp_distance,
 )
+from course.exercises import lesson05
 from course.exercises.sgd_mistakes import (
     BEHAVIOUR_MISTAKES,
     MISTAKES,
@@ -453,3 +454,27 @@ def test_probes_pass_the_solution_and_reject_delegation():
     assert verdicts["test_sgd_update"][0] is False
     assert "may not be used by this exercise" in verdicts["test_sgd_update"][1]
     assert verdicts["test_ulp_distance"][0] is True
+
+
+# --------------------------------------------------------------------------
+# Predict-then-run questions (the generic contract: tests/test_exercises.py)
+# --------------------------------------------------------------------------
+
+def test_decay_order_question_runs_torch_against_the_decay_behind_the_buffer():
+    # the same `add` on step 1, a buffer that remembers mu*lam*theta_0 on step 2
+    # (no FMA dependence: both rules use the same operations on step 1)
+    assert lesson05._decay_order_of_run() == "identical after step 1 only"
+
+
+@pytest.mark.parametrize("estimate, right", [
+    (83_492_864, True),             # exact
+    (10 * 2**23, True),             # ten binades
+    (9.95 * 2**23, True),           # log2(1000) binades
+    (9 * 2**23, False),             # one binade short
+    (999 * 2**23, False),           # evenly spaced floats
+    (2**31, False),                 # int32 range
+])
+def test_ulps_question_accepts_reasoned_estimates_only(estimate, right):
+    question = lesson05.PREDICT_ULPS_1_TO_1000
+    assert question.answer() == 83_492_864
+    assert question.right(estimate) is right

@@ -24,6 +24,12 @@ each verification's seed: shapes, values, momentum factors (also 0 and above
 1), weight decays, learning rates (float and 0-d tensor), step counts, and
 the pairs of floats of ``ulp_distance`` (equal, neighbours, opposite signs,
 +0.0/-0.0, powers of two, float32's extremes).
+
+Two predict-then-run questions run their experiment when checked:
+
+- ``predict_decay_order`` -- torch's coupled decay against the decay added
+  behind the buffer (``d = b + λθ``): bit-identical after one step, after two?
+- ``predict_ulps_1_to_1000`` -- how many float32 ulps from 1.0 to 1000.0.
 """
 
 from __future__ import annotations
@@ -56,7 +62,7 @@ from course.exercises.sgd_mistakes import (
     pick,
     source_names,
 )
-from course.exercises.spec import Case, Exercise, Mistake, Run, run_case
+from course.exercises.spec import Case, Exercise, Mistake, Question, Run, run_case
 from course.exercises.values import COURSE_SGD, TORCH_SGD, fmt, same_storage, type_name
 
 #: Observations use the builtins as they were before the learner's code ran.
@@ -1089,4 +1095,69 @@ SGD_UPDATE = Exercise(
 )
 
 
-EXERCISES = [NESTEROV_DIRECTION, DECAYED_GRADIENT, ULP_DISTANCE, SGD_UPDATE]
+# --------------------------------------------------------------------------
+# Predict, then run
+# --------------------------------------------------------------------------
+
+#: The answers of the weight-decay-order question, in the lesson's words.
+DECAY_ORDERS = ("identical after both steps", "identical after step 1 only",
+                "different after both steps")
+
+
+def _decay_order_of_run() -> str:
+    """Which of :data:`DECAY_ORDERS` two float32 steps show: torch.optim.SGD
+    (decay inside the buffer) against the decay added behind the buffer,
+    ``d = buf + λθ`` (run, not formula)."""
+    gen = torch.Generator().manual_seed(4)
+    theta0 = torch.randn(1000, generator=gen)
+    grads = [torch.randn(1000, generator=gen) for _ in range(2)]
+    p = theta0.clone().requires_grad_()
+    opt = torch.optim.SGD([p], lr=0.1, momentum=0.9, weight_decay=0.1)
+    theta, buf, same = theta0.clone(), None, []
+    for grad in grads:
+        p.grad = grad.clone()
+        opt.step()
+        buf = grad.clone() if buf is None else buf.mul_(0.9).add_(grad)
+        theta.add_(buf.add(theta, alpha=0.1), alpha=-0.1)
+        same.append(torch.equal(p.detach(), theta))
+    if same == [True, True]:
+        return DECAY_ORDERS[0]
+    if same == [True, False]:
+        return DECAY_ORDERS[1]
+    return DECAY_ORDERS[2]
+
+
+PREDICT_DECAY_ORDER = Question(
+    grade_id="test_predict_decay_order",
+    name="predict_decay_order",
+    answer=_decay_order_of_run,
+    choices=DECAY_ORDERS,
+    why=("on step 1 torch's buffer is a copy of g = grad + λθ₀ and the other rule's "
+         "direction is buf + λθ₀ = grad + λθ₀: the same `add` on the same inputs, so the "
+         "same bits. On step 2 torch's buffer still holds μλθ₀ from step 1 and the other "
+         "one does not, so θ₂ differs by γμλθ₀ = 0.009·θ₀: a real difference, not rounding."),
+)
+
+
+def _ulps_from_1_to_1000() -> int:
+    """The float32 ulps from 1.0 to 1000.0, counted from their bit patterns
+    (positive floats: the difference of the patterns read as integers)."""
+    bits = torch.tensor([1.0, 1000.0], dtype=_F32).view(torch.int32).tolist()
+    return bits[1] - bits[0]
+
+
+PREDICT_ULPS_1_TO_1000 = Question(
+    grade_id="test_predict_ulps_1_to_1000",
+    name="predict_ulps_1_to_1000",
+    answer=_ulps_from_1_to_1000,
+    rtol=0.05,
+    unit="ulps",
+    why=("every interval [2^k, 2^(k+1)) holds the same 2^23 float32 numbers, so from 1 to "
+         "1000 there are 9 full intervals plus (1000 - 512)/512 of the tenth: "
+         "9.95 × 2^23 ≈ 83.5 million ulps, not the 999 × 2^23 of evenly spaced floats."),
+)
+
+
+#: The graded cells, in notebook order.
+EXERCISES = [NESTEROV_DIRECTION, PREDICT_DECAY_ORDER, DECAYED_GRADIENT,
+             PREDICT_ULPS_1_TO_1000, ULP_DISTANCE, SGD_UPDATE]
