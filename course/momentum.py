@@ -245,8 +245,8 @@ def polyak_parameters(L: float, mu: float) -> tuple[float, float]:
 
     Every eigen-direction then contracts at the asymptotic rate
     $\sqrt{\beta^*} = \tfrac{\sqrt\kappa - 1}{\sqrt\kappa + 1}$ per step instead of
-    gradient descent's $\tfrac{\kappa - 1}{\kappa + 1}$; at the two extreme
-    curvatures the root is double, so the error there is
+    gradient descent's $\tfrac{\kappa - 1}{\kappa + 1}$ (at its best constant rate);
+    at the two extreme curvatures the root is double, so the error there is
     $(1 + (1 - r)\,t)\, r^t$ times the initial one ($r = \pm\sqrt{\beta^*}$,
     starting from rest, $b_1 = g_1$), which exceeds 1 during the first steps
     at the steepest curvature ($r < 0$) once $\kappa$ is large enough.
