@@ -2,23 +2,32 @@ r"""Heavy-ball momentum in torch's convention and in the "velocity" convention.
 
 **Torch's convention** (``torch.optim.SGD``) is the update rule stated in
 :mod:`course.sgd` without weight decay and Nesterov, with $\gamma_t$ the
-learning rate of step $t$, $\mu$ the momentum and $\tau$ the dampening.
+learning rate of step $t$, $\beta$ the momentum and $\tau$ the dampening
+(torch's docs write $\mu$ for the momentum; the course keeps $\mu$ for the
+smallest curvature of a quadratic):
 
-The buffer $b$ starts as a *copy* of the first gradient (not as zeros), so
-dampening only applies from the second step on, and the learning rate stays
-*outside* the buffer.
+$$b_1 = g_1, \qquad b_t = \beta\, b_{t-1} + (1 - \tau)\, g_t, \qquad
+\theta_t = \theta_{t-1} - \gamma_t\, b_t .$$
 
-**The velocity convention** (Sutskever et al. 2013, CS231n, many courses):
+The buffer $b$ starts as a *copy* of the first gradient, so dampening only
+applies from the second step on, and the learning rate stays *outside* the
+buffer. A buffer started at zeros, $b_1 = \beta \cdot 0 + (1 - \tau) g_1$,
+gives the same numbers when $\tau = 0$ and a first step scaled by
+$(1 - \tau)$ otherwise (``first_buffer="zeros"`` in
+:func:`momentum_trajectory`).
 
-$$v_0 = 0, \qquad v_t = \mu\, v_{t-1} + \gamma_t\, g_t,
+**The velocity convention** (Sutskever et al. 2013, the form quoted in
+torch's own docs note):
+
+$$v_0 = 0, \qquad v_t = \beta\, v_{t-1} + \gamma_t\, g_t,
 \qquad \theta_t = \theta_{t-1} - v_t .$$
 
-(CS231n writes $v \leftarrow \mu v - \gamma g$, $\theta \leftarrow \theta + v$:
-the same with $v$ negated.) With a constant learning rate $\gamma$ one has
-$v_t = \gamma\, b_t$ for every $t$, so both produce the same iterates (up to
-rounding). Once $\gamma_t$ changes, they differ: torch applies the new rate
-to the whole accumulated buffer at once, the velocity convention only to new
-gradients.
+(It is also written $v \leftarrow \beta v - \gamma g$, $\theta \leftarrow \theta + v$:
+the same with $v$ negated.) With a constant learning rate $\gamma$ and
+$\tau = 0$ one has $v_t = \gamma\, b_t$ for every $t$, so both produce the
+same iterates (up to rounding). Once $\gamma_t$ changes, they differ: torch
+applies the new rate to the whole accumulated buffer at once, the velocity
+convention only to new gradients.
 
 The step functions here use the very tensor operations of
 ``torch.optim.SGD`` (``mul``, ``add(..., alpha=...)``), so
@@ -45,7 +54,7 @@ from course._validation import require_callable, require_int, require_real
 __all__ = [
     "torch_momentum_step",
     "velocity_momentum_step",
-    "lr_schedule",
+    "lrs_with_one_drop",
     "momentum_trajectory",
     "torch_sgd_trajectory",
     "polyak_parameters",
@@ -66,7 +75,7 @@ def torch_momentum_step(p: Tensor, grad: Tensor, buf: Tensor | None, *,
         buf: the momentum buffer $b$ of the previous step, or ``None`` on
             this parameter's first step (not modified).
         lr: the learning rate $\gamma \ge 0$.
-        momentum: the momentum $\mu \ge 0$.
+        momentum: the momentum $\beta \ge 0$.
         dampening: the dampening $\tau$, used from the second step on
             (default: 0.0).
 
@@ -87,7 +96,7 @@ def velocity_momentum_step(p: Tensor, grad: Tensor, v: Tensor | None, *,
                            lr: float, momentum: float) -> tuple[Tensor, Tensor]:
     r"""One heavy-ball step in the velocity convention, out of place.
 
-    $$v \leftarrow \mu\, v + \gamma\, g \quad (v = 0 \text{ before the first
+    $$v \leftarrow \beta\, v + \gamma\, g \quad (v = 0 \text{ before the first
     step}), \qquad \theta \leftarrow \theta - v .$$
 
     Args:
@@ -96,7 +105,7 @@ def velocity_momentum_step(p: Tensor, grad: Tensor, v: Tensor | None, *,
         v: the velocity of the previous step, or ``None`` (meaning zeros)
             before the first step.
         lr: the learning rate $\gamma \ge 0$ of this step.
-        momentum: the momentum $\mu \ge 0$.
+        momentum: the momentum $\beta \ge 0$.
 
     Returns:
         ``(new_p, new_v)``, two new tensors.
@@ -109,9 +118,10 @@ def velocity_momentum_step(p: Tensor, grad: Tensor, v: Tensor | None, *,
     return p.sub(new_v), new_v
 
 
-def lr_schedule(lr: float, n_steps: int, *, drop_at: int | None = None,
-                factor: float = 0.5) -> list[float]:
-    r"""Per-step learning rates: $\gamma$ until step ``drop_at``, then $\gamma\cdot$``factor``.
+def lrs_with_one_drop(lr: float, n_steps: int, *, drop_at: int | None = None,
+                      factor: float = 0.5) -> list[float]:
+    r"""The list of per-step learning rates: $\gamma$ before step ``drop_at``,
+    $\gamma\cdot$``factor`` from it on (one drop, as a list, not a scheduler).
 
     Step numbers start at 0, as in ``torch.optim.lr_scheduler.MultiStepLR``
     with ``milestones=[drop_at]`` and ``gamma=factor`` (the same floats).
@@ -125,7 +135,7 @@ def lr_schedule(lr: float, n_steps: int, *, drop_at: int | None = None,
     Returns:
         A list of ``n_steps`` learning rates.
 
-    >>> lr_schedule(0.1, 4, drop_at=2)
+    >>> lrs_with_one_drop(0.1, 4, drop_at=2)
     [0.1, 0.1, 0.05, 0.05]
     """
     lr = require_real(lr, "lr", minimum=0.0)
@@ -140,7 +150,8 @@ def lr_schedule(lr: float, n_steps: int, *, drop_at: int | None = None,
 def momentum_trajectory(f_grad: Callable[[Tensor], Any], w0: Any,
                         lr: float | Sequence[float], momentum: float,
                         n_steps: int, *, dampening: float = 0.0,
-                        convention: Convention = "torch") -> Tensor:
+                        convention: Convention = "torch",
+                        first_buffer: Literal["copy", "zeros"] = "copy") -> Tensor:
     r"""Run heavy-ball momentum from ``w0`` and keep every iterate.
 
     Args:
@@ -149,12 +160,16 @@ def momentum_trajectory(f_grad: Callable[[Tensor], Any], w0: Any,
         w0: the starting point (tensor, array or number); a tensor keeps its
             dtype, anything else becomes float64.
         lr: one learning rate, or a sequence of ``n_steps`` of them (a
-            schedule, see :func:`lr_schedule`).
-        momentum: the momentum $\mu \ge 0$.
+            schedule, see :func:`lrs_with_one_drop`).
+        momentum: the momentum $\beta \ge 0$.
         n_steps: the number of steps.
         dampening: the dampening $\tau$ (torch convention only, default 0.0).
         convention: ``"torch"`` ($\theta \leftarrow \theta - \gamma_t b_t$)
             or ``"velocity"`` ($\theta \leftarrow \theta - v_t$).
+        first_buffer: ``"copy"`` (torch: $b_1 = g_1$) or ``"zeros"`` (the
+            buffer starts at zeros, $b_1 = \beta \cdot 0 + (1 - \tau) g_1$;
+            torch convention only). The two give the same numbers when
+            $\tau = 0$ (default: ``"copy"``).
 
     Returns:
         Tensor of shape ``(n_steps + 1,) + w0.shape``; row 0 is ``w0``.
@@ -168,9 +183,13 @@ def momentum_trajectory(f_grad: Callable[[Tensor], Any], w0: Any,
         raise ValueError(f"convention must be 'torch' or 'velocity', got {convention!r}")
     if convention == "velocity" and dampening != 0:
         raise ValueError("the velocity convention has no dampening")
+    if first_buffer not in ("copy", "zeros"):
+        raise ValueError(f"first_buffer must be 'copy' or 'zeros', got {first_buffer!r}")
+    if convention == "velocity" and first_buffer != "copy":
+        raise ValueError("first_buffer applies to the torch convention only")
     p = _as_tensor(w0, "w0")
     history = [p.clone()]
-    buf: Tensor | None = None
+    buf: Tensor | None = torch.zeros_like(p) if first_buffer == "zeros" else None
     for t in range(n_steps):
         grad = _grad_at(f_grad, p)
         if convention == "torch":
@@ -195,7 +214,7 @@ def torch_sgd_trajectory(f_grad: Callable[[Tensor], Any], w0: Any,
         f_grad: the gradient $\nabla f$ (tensor in, tensor or array out).
         w0: the starting point; a tensor keeps its dtype, others become float64.
         lr: one learning rate or a sequence of ``n_steps`` of them.
-        momentum: the momentum $\mu \ge 0$.
+        momentum: the momentum $\beta \ge 0$.
         n_steps: the number of steps.
         dampening: the dampening $\tau$ (default: 0.0).
 
@@ -221,11 +240,16 @@ def polyak_parameters(L: float, mu: float) -> tuple[float, float]:
     r"""Polyak's best heavy-ball parameters for a quadratic with curvatures in $[\mu, L]$.
 
     $$\gamma^* = \frac{4}{(\sqrt{L} + \sqrt{\mu})^2}, \qquad
-    \mu^*_{\text{mom}} = \Bigl(\frac{\sqrt{\kappa} - 1}{\sqrt{\kappa} + 1}\Bigr)^2,
+    \beta^* = \Bigl(\frac{\sqrt{\kappa} - 1}{\sqrt{\kappa} + 1}\Bigr)^2,
     \qquad \kappa = L / \mu .$$
 
-    The error then shrinks like $\bigl(\tfrac{\sqrt\kappa - 1}{\sqrt\kappa + 1}\bigr)^t$
-    instead of gradient descent's $\bigl(\tfrac{\kappa - 1}{\kappa + 1}\bigr)^t$.
+    Every eigen-direction then contracts at the asymptotic rate
+    $\sqrt{\beta^*} = \tfrac{\sqrt\kappa - 1}{\sqrt\kappa + 1}$ per step instead of
+    gradient descent's $\tfrac{\kappa - 1}{\kappa + 1}$ (at its best constant rate);
+    at the two extreme curvatures the root is double, so the error there is
+    $(1 + (1 - r)\,t)\, r^t$ times the initial one ($r = \pm\sqrt{\beta^*}$,
+    starting from rest, $b_1 = g_1$), which exceeds 1 during the first steps
+    at the steepest curvature ($r < 0$) once $\kappa$ is large enough.
 
     Args:
         L: the largest curvature $L > 0$.

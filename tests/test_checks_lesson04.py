@@ -270,10 +270,10 @@ def test_heavy_ball_generic_mismatch_names_row():
 # --------------------------------------------------------------------------
 
 def test_effective_lr_multiplied_and_no_dampening():
-    """lr·(1 − μ), dampening dropped too: not in the catalogue, but on the first
-    case (no dampening) it is lr·(1 − τ)·(1 − μ), which is named."""
+    """lr·(1 − β), dampening dropped too: not in the catalogue, but on the first
+    case (no dampening) it is lr·(1 − τ)·(1 − β), which is named."""
     fails(check_effective_lr, lambda lr, m, d=0.0: lr * (1 - m),
-          r"multiplied by \(1 − μ\) instead of dividing")
+          r"multiplied by \(1 − β\) instead of dividing")
 
 
 def test_effective_lr_accepts_numpy_and_tensor_numbers():

@@ -11,7 +11,7 @@ import torch
 import course.momentum
 from course.functions import make_quadratic, rosenbrock_grad
 from course.momentum import (
-    lr_schedule,
+    lrs_with_one_drop,
     momentum_trajectory,
     polyak_parameters,
     torch_momentum_step,
@@ -49,7 +49,7 @@ def test_step_inputs_are_not_modified():
 
 
 def test_later_step_formula():
-    """Check b = mu b + (1 - tau) g and p - lr b on a hand-computed case."""
+    """Check b = beta b + (1 - tau) g and p - lr b on a hand-computed case."""
     p, g, b = (torch.tensor([1.0], dtype=torch.float64),
                torch.tensor([2.0], dtype=torch.float64),
                torch.tensor([1.0], dtype=torch.float64))
@@ -78,7 +78,7 @@ def test_steps_equal_torch_optim_sgd_bit_for_bit(dampening, dtype):
 
 
 def test_velocity_step_formula():
-    """Check v = mu v + lr g (zeros before the first step) and p - v."""
+    """Check v = beta v + lr g (zeros before the first step) and p - v."""
     p, g = torch.tensor([1.0], dtype=torch.float64), torch.tensor([2.0], dtype=torch.float64)
     p1, v1 = velocity_momentum_step(p, g, None, lr=0.1, momentum=0.9)
     assert v1.item() == pytest.approx(0.2) and p1.item() == pytest.approx(0.8)
@@ -109,8 +109,8 @@ def test_torch_convention_trajectory_equals_torch_sgd(dampening):
 
 
 def test_scheduled_trajectory_equals_torch_multisteplr():
-    """Check an lr_schedule run equals torch.optim.SGD + MultiStepLR exactly."""
-    lrs = lr_schedule(0.04, 25, drop_at=10)
+    """Check an lrs_with_one_drop run equals torch.optim.SGD + MultiStepLR exactly."""
+    lrs = lrs_with_one_drop(0.04, 25, drop_at=10)
     ours = momentum_trajectory(F25.grad, W0.float(), lrs, 0.7, 25)
     p = W0.float().clone().requires_grad_(True)
     opt = torch.optim.SGD([p], lr=0.04, momentum=0.7)
@@ -130,7 +130,7 @@ def test_conventions_agree_for_constant_lr_and_differ_after_a_change():
     t = momentum_trajectory(F25.grad, W0, 0.04, 0.7, 30)
     v = momentum_trajectory(F25.grad, W0, 0.04, 0.7, 30, convention="velocity")
     torch.testing.assert_close(t, v, rtol=1e-12, atol=1e-12)
-    lrs = lr_schedule(0.04, 30, drop_at=10)
+    lrs = lrs_with_one_drop(0.04, 30, drop_at=10)
     t = momentum_trajectory(F25.grad, W0, lrs, 0.7, 30)
     v = momentum_trajectory(F25.grad, W0, lrs, 0.7, 30, convention="velocity")
     torch.testing.assert_close(t[:11], v[:11], rtol=1e-12, atol=1e-12)
@@ -138,7 +138,7 @@ def test_conventions_agree_for_constant_lr_and_differ_after_a_change():
 
 
 def test_constant_gradient_settles_at_the_effective_step():
-    """Check the step tends to lr (1 - tau) / (1 - mu) for a constant gradient."""
+    """Check the step tends to lr (1 - tau) / (1 - beta) for a constant gradient."""
     ones = lambda w: torch.ones_like(w)  # noqa: E731
     h = momentum_trajectory(ones, torch.zeros(1, dtype=torch.float64), 0.1, 0.9,
                             400, dampening=0.5)
@@ -184,21 +184,21 @@ def test_trajectory_bad_input(kwargs, error, pattern):
 # ------------------------------------------------------------- small tools
 
 
-def test_lr_schedule():
+def test_lrs_with_one_drop():
     """Check constant and dropped schedules."""
-    assert lr_schedule(0.1, 3) == [0.1, 0.1, 0.1]
-    assert lr_schedule(0.1, 4, drop_at=1, factor=0.1) == [0.1, 0.1 * 0.1, 0.1 * 0.1,
+    assert lrs_with_one_drop(0.1, 3) == [0.1, 0.1, 0.1]
+    assert lrs_with_one_drop(0.1, 4, drop_at=1, factor=0.1) == [0.1, 0.1 * 0.1, 0.1 * 0.1,
                                                           0.1 * 0.1]
-    assert lr_schedule(0.1, 0) == []
+    assert lrs_with_one_drop(0.1, 0) == []
     with pytest.raises(ValueError):
-        lr_schedule(-1.0, 3)
+        lrs_with_one_drop(-1.0, 3)
 
 
 def test_polyak_parameters_rate():
     """Check Polyak's parameters and that heavy ball beats GD's rate on kappa=25."""
-    lr, mu = polyak_parameters(25.0, 1.0)
-    assert lr == pytest.approx(1 / 9) and mu == pytest.approx(4 / 9)
-    h = momentum_trajectory(F25.grad, W0, lr, mu, 60)
+    lr, beta = polyak_parameters(25.0, 1.0)
+    assert lr == pytest.approx(1 / 9) and beta == pytest.approx(4 / 9)
+    h = momentum_trajectory(F25.grad, W0, lr, beta, 60)
     err = h[-1].norm().item() / W0.norm().item()
     assert err < 60 * (2 / 3) ** 59  # t * rate^(t-1) bound of a double root
     gd = momentum_trajectory(F25.grad, W0, F25.optimal_lr, 0.0, 60)
@@ -206,3 +206,33 @@ def test_polyak_parameters_rate():
     with pytest.raises(ValueError, match="mu must be <= L"):
         polyak_parameters(1.0, 2.0)
     assert math.isclose(polyak_parameters(4.0, 4.0)[1], 0.0)
+
+
+@pytest.mark.parametrize("dampening", [0.0, 0.5])
+def test_zero_first_buffer_equals_torch_only_without_dampening(dampening):
+    """Check first_buffer="zeros": the same numbers as torch for tau = 0, and a
+    first step scaled by (1 - tau) otherwise."""
+    zeros = momentum_trajectory(F25.grad, W0, 0.04, 0.7, 30, dampening=dampening,
+                                first_buffer="zeros")
+    theirs = torch_sgd_trajectory(F25.grad, W0, 0.04, 0.7, 30, dampening=dampening)
+    if dampening == 0:
+        assert torch.equal(zeros, theirs)
+    else:
+        step = W0 - zeros[1]
+        torch.testing.assert_close(step, (1 - dampening) * (W0 - theirs[1]))
+        assert (zeros[1:] - theirs[1:]).abs().max() > 1e-3
+    with pytest.raises(ValueError, match="first_buffer must be"):
+        momentum_trajectory(F25.grad, W0, 0.04, 0.7, 3, first_buffer="ones")
+    with pytest.raises(ValueError, match="torch convention only"):
+        momentum_trajectory(F25.grad, W0, 0.04, 0.7, 3, convention="velocity",
+                            first_buffer="zeros")
+
+
+def test_polyak_double_root_transient():
+    """Check the error along each extreme curvature is (1 + (1 - r) t) r^t from rest."""
+    lr, beta = polyak_parameters(25.0, 1.0)
+    h = momentum_trajectory(F25.grad, W0, lr, beta, 12)
+    t = torch.arange(13, dtype=torch.float64)
+    for axis, r in ((0, 2 / 3), (1, -2 / 3)):
+        expected = W0[axis] * (1 + (1 - r) * t) * r ** t
+        torch.testing.assert_close(h[:, axis], expected, rtol=1e-9, atol=1e-12)

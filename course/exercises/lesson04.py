@@ -1,19 +1,24 @@
 r"""Exercise specs of 04-momentum: heavy-ball momentum in torch's convention,
 
-$$b_1 = g_1, \qquad b_t = \mu\, b_{t-1} + (1 - \tau)\, g_t, \qquad
+$$b_1 = g_1, \qquad b_t = \beta\, b_{t-1} + (1 - \tau)\, g_t, \qquad
 \theta_t = \theta_{t-1} - \gamma_t\, b_t,$$
 
-compared with the "velocity" convention $v_t = \mu v_{t-1} + \gamma_t g_t$,
+compared with the "velocity" convention $v_t = \beta v_{t-1} + \gamma_t g_t$,
 $\theta_t = \theta_{t-1} - v_t$:
 
 - ``momentum_step`` -- one step on tensors, ``(new_p, new_buf)``; the buffer
   is a *clone* of the gradient on the first step (no dampening).
 - ``heavy_ball`` -- the whole trajectory, compared with ``torch.optim.SGD``
   driven on the same function.
-- ``effective_lr`` -- the terminal step size $\gamma (1 - \tau) / (1 - \mu)$
-  for a constant gradient.
+- ``effective_lr`` -- $\gamma (1 - \tau) / (1 - \beta)$, the steady-state step per
+  unit of gradient that the steps of a constant gradient tend to.
 - ``steps_after_lr_change`` -- the first step of both conventions after the
   learning rate changes.
+
+Two predict-then-run questions: whether a zero-started buffer and torch's
+copy of the first gradient give the same trajectory when $\tau = 0$
+(``predict_zero_start``), and how many times the plain step the 100th step of
+a constant gradient is at $\beta = 0.9$ (``predict_terminal_step``).
 
 A wrong value is compared with the classic mistakes (named as in
 :mod:`course.exercises.sgd_mistakes` where the catalogue has them: a
@@ -36,7 +41,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from course.exercises.spec import Case, Exercise, Mistake, Run, run_case
+from course.exercises.spec import Case, Exercise, Mistake, Question, Run, run_case
 from course.exercises.values import (
     COURSE_SGD,
     TENSOR_TYPES,
@@ -49,7 +54,7 @@ from course.exercises.values import (
     type_name,
 )
 from course.functions import make_quadratic, rosenbrock_grad
-from course.momentum import torch_momentum_step, torch_sgd_trajectory
+from course.momentum import momentum_trajectory, torch_momentum_step, torch_sgd_trajectory
 
 #: Observations use the builtins as they were before the learner's code ran.
 __builtins__ = dict(vars(builtins))
@@ -242,23 +247,25 @@ def _momentum_passed(runs: Sequence[tuple[Run, Run]]) -> str:
 
 
 ZERO_START = (
-    "your first momentum step started from a zero buffer: b = μ·0 + (1 − τ)·g "
-    "= (1 − τ)·g. Torch does not start from zeros: on a parameter's first "
-    "step the buffer IS the gradient, `new_buf = grad.clone()` (no dampening), "
-    "and only from the second step on b = μ·b + (1 − τ)·g.")
+    "your first momentum step started from a zero buffer: b = β·0 + (1 − τ)·g "
+    "= (1 − τ)·g, which equals g only when τ = 0. Torch does not start from "
+    "zeros: on a parameter's first step the buffer IS the gradient, "
+    "`new_buf = grad.clone()` (no dampening), and only from the second step "
+    "on b = β·b + (1 − τ)·g.")
 FIRST_DAMPENED = (
     "you applied dampening on the first step: b = (1 − τ)·g (starting from a "
-    "zero buffer gives the same, μ·0 + (1 − τ)·g). Torch copies the gradient "
+    "zero buffer gives the same, β·0 + (1 − τ)·g). Torch copies the gradient "
     "unchanged on a parameter's first step, `new_buf = grad.clone()`; "
-    "dampening only applies from the second step on, b = μ·b + (1 − τ)·g.")
+    "dampening only applies from the second step on, b = β·b + (1 − τ)·g.")
 LR_IN_BUFFER = (
     "the learning rate is inside your buffer (the 'velocity' convention "
-    "v = μ·v + lr·g, p − v). Torch keeps lr outside: b = μ·b + (1 − τ)·g, "
+    "v = β·v + lr·g, p − v). Torch keeps lr outside: b = β·b + (1 − τ)·g, "
     "then new_p = p − lr·b. The buffer holds gradients, not steps.")
 SIGN_BUFFER = (
     "the momentum sign is wrong: torch ADDS the old buffer and the gradient, "
-    "b = μ·b + (1 − τ)·g (the minus sign only appears in p − lr·b). "
-    "The CS231n form v = μ·v − lr·g, p + v uses the opposite sign everywhere.")
+    "b = β·b + (1 − τ)·g (the minus sign only appears in p − lr·b). "
+    "The velocity form v = β·v − lr·g, p + v has the opposite sign (and lr "
+    "inside v).")
 ALIAS = (
     "the buffer you returned shares memory with grad (`new_buf = grad` or "
     "`grad.detach()`). Then `zero_grad()` or the next `backward()` writes into "
@@ -277,7 +284,7 @@ def mentions_zeros(fn: Any) -> bool:
 
 def _buffer_mistake(first: Callable[..., Any], later: Callable[..., Any]) -> Callable[..., Any]:
     """A learner's momentum_step with a wrong buffer (``first(g, τ, lr)`` when
-    buf is None, else ``later(buf, g, μ, τ, lr)``), stepping p − lr·b with it."""
+    buf is None, else ``later(buf, g, β, τ, lr)``), stepping p − lr·b with it."""
     def momentum_step(p, grad, buf, lr, momentum, dampening=0.0):
         if buf is None:
             new_buf = first(grad, dampening, lr)
@@ -303,8 +310,8 @@ def _zero_initial_buffer(p, grad, buf, lr, momentum, dampening=0.0):
     return p - lr * buf, buf
 
 
-def _right(buf: Any, g: Any, mu: float, tau: float, lr: float) -> Any:
-    return mu * buf + (1 - tau) * g
+def _right(buf: Any, g: Any, beta: float, tau: float, lr: float) -> Any:
+    return beta * buf + (1 - tau) * g
 
 
 MOMENTUM_STEP = Exercise(
@@ -348,54 +355,54 @@ MOMENTUM_STEP = Exercise(
                 _buffer_mistake(lambda g, tau, lr: (1 - tau) * g, _right)),
         Mistake("lr_in_buffer", LR_IN_BUFFER,
                 _buffer_mistake(lambda g, tau, lr: lr * g,
-                                lambda b, g, mu, tau, lr: mu * b + lr * (1 - tau) * g)),
+                                lambda b, g, beta, tau, lr: beta * b + lr * (1 - tau) * g)),
         Mistake("lr_in_buffer_ignores_dampening", LR_IN_BUFFER,
                 _buffer_mistake(lambda g, tau, lr: lr * g,
-                                lambda b, g, mu, tau, lr: mu * b + lr * g)),
+                                lambda b, g, beta, tau, lr: beta * b + lr * g)),
         Mistake("cs231n_sign", SIGN_BUFFER,
                 _buffer_mistake(lambda g, tau, lr: -g,
-                                lambda b, g, mu, tau, lr: mu * b - (1 - tau) * g)),
+                                lambda b, g, beta, tau, lr: beta * b - (1 - tau) * g)),
         Mistake("cs231n_sign_zero_buffer", SIGN_BUFFER,
                 _buffer_mistake(lambda g, tau, lr: -(1 - tau) * g,
-                                lambda b, g, mu, tau, lr: mu * b - (1 - tau) * g)),
+                                lambda b, g, beta, tau, lr: beta * b - (1 - tau) * g)),
         Mistake("old_buffer_negated", SIGN_BUFFER,
                 _buffer_mistake(lambda g, tau, lr: g.clone(),
-                                lambda b, g, mu, tau, lr: -mu * b + (1 - tau) * g)),
+                                lambda b, g, beta, tau, lr: -beta * b + (1 - tau) * g)),
         Mistake("buffer_negated", SIGN_BUFFER,
                 _buffer_mistake(lambda g, tau, lr: -g,
-                                lambda b, g, mu, tau, lr: -mu * b - (1 - tau) * g)),
+                                lambda b, g, beta, tau, lr: -beta * b - (1 - tau) * g)),
         Mistake("dampening_as_factor",
                 "you multiplied the gradient by the dampening τ; torch multiplies it "
-                "by (1 − τ): b = μ·b + (1 − dampening)·g.",
+                "by (1 − τ): b = β·b + (1 − dampening)·g.",
                 _buffer_mistake(lambda g, tau, lr: g.clone(),
-                                lambda b, g, mu, tau, lr: mu * b + tau * g)),
+                                lambda b, g, beta, tau, lr: beta * b + tau * g)),
         Mistake("buffer_ignores_dampening",
                 "you ignored dampening: from the second step on torch scales the "
-                "gradient by (1 − τ), b = μ·b + (1 − dampening)·g.",
+                "gradient by (1 − τ), b = β·b + (1 − dampening)·g.",
                 _buffer_mistake(lambda g, tau, lr: g.clone(),
-                                lambda b, g, mu, tau, lr: mu * b + g)),
+                                lambda b, g, beta, tau, lr: beta * b + g)),
         Mistake("ema_buffer",
                 "you scaled the gradient by (1 − momentum), an exponential moving "
-                "average. Torch scales it by (1 − dampening): b = μ·b + (1 − τ)·g "
+                "average. Torch scales it by (1 − dampening): b = β·b + (1 − τ)·g "
                 "(with dampening = 0 it adds the full gradient).",
                 _buffer_mistake(lambda g, tau, lr: g.clone(),
-                                lambda b, g, mu, tau, lr: mu * b + (1 - mu) * g)),
+                                lambda b, g, beta, tau, lr: beta * b + (1 - beta) * g)),
         Mistake("buffer_restarted",
                 "you restarted the buffer from the gradient although a buffer was "
                 "given: `grad.clone()` is only for the first step (buf is None); "
-                "afterwards b = μ·b + (1 − τ)·g.",
+                "afterwards b = β·b + (1 − τ)·g.",
                 _buffer_mistake(lambda g, tau, lr: g.clone(),
-                                lambda b, g, mu, tau, lr: g.clone())),
+                                lambda b, g, beta, tau, lr: g.clone())),
         Mistake("buffer_not_updated",
                 "you returned the old buffer unchanged: update it, "
-                "b = μ·b + (1 − τ)·g.",
+                "b = β·b + (1 − τ)·g.",
                 _buffer_mistake(lambda g, tau, lr: g.clone(),
-                                lambda b, g, mu, tau, lr: b)),
+                                lambda b, g, beta, tau, lr: b)),
         Mistake("momentum_factor_missing",
                 "you forgot the momentum factor on the old buffer: "
-                "b = μ·b + (1 − τ)·g, not b + (1 − τ)·g.",
+                "b = β·b + (1 − τ)·g, not b + (1 − τ)·g.",
                 _buffer_mistake(lambda g, tau, lr: g.clone(),
-                                lambda b, g, mu, tau, lr: b + (1 - tau) * g)),
+                                lambda b, g, beta, tau, lr: b + (1 - tau) * g)),
         Mistake("buffer_left_zero",
                 "the buffer is still all zeros: on a parameter's first step torch "
                 "sets the buffer to a copy of the gradient, `new_buf = grad.clone()`.",
@@ -447,10 +454,10 @@ def _momentum_hidden(rng: np.random.Generator) -> Iterator[Case]:
             return torch.tensor(np.asarray(rng.standard_normal(shape)), dtype=dtype)
         return torch.tensor(np.asarray(rng.integers(-16, 17, size=shape)) / 16, dtype=dtype)
 
-    for dtype, shape, lr, mu, tau in configs:
+    for dtype, shape, lr, beta, tau in configs:
         p, grads = draw(shape, dtype), [draw(shape, dtype) for _ in range(4)]
         yield Case(f"a random {dtype} run of 4 steps",
-                   (p, grads[0], None, lr, mu) + ((tau,) if tau else ()), data=grads[1:])
+                   (p, grads[0], None, lr, beta) + ((tau,) if tau else ()), data=grads[1:])
 
 
 # --------------------------------------------------------------------------
@@ -641,7 +648,7 @@ def _heavy_ball_hidden(rng: np.random.Generator) -> Iterator[Case]:
         ("a random quadratic", _F64, float(rng.uniform(0.0, 0.95)), None,
          int(rng.integers(1, 40))),
     ]
-    for label, dtype, mu, tau, n in families:
+    for label, dtype, beta, tau, n in families:
         d = int(rng.integers(1, 5))
         if dtype == _F32:   # minimum and start away from 0: float32 rounding stays small
             f_grad, top, c = _quadratic(rng, dtype, d, (1.5, 3.0))
@@ -649,9 +656,9 @@ def _heavy_ball_hidden(rng: np.random.Generator) -> Iterator[Case]:
         else:
             f_grad, top, _ = _quadratic(rng, dtype, d, (0.0, 2.0))
             w0 = torch.tensor(rng.uniform(-2.0, 2.0, size=d), dtype=dtype)
-        # lr (1 - tau) L <= 1 + mu: a stable run (rounding differences do not grow)
-        lr = float(rng.uniform(0.1, 1.0)) * (1 + mu) / (top * (1 - (tau or 0.0)))
-        yield Case(label, (f_grad, w0, lr, mu, n) + (() if tau is None else (tau,)))
+        # lr (1 - tau) L <= 1 + beta: a stable run (rounding differences do not grow)
+        lr = float(rng.uniform(0.1, 1.0)) * (1 + beta) / (top * (1 - (tau or 0.0)))
+        yield Case(label, (f_grad, w0, lr, beta, n) + (() if tau is None else (tau,)))
     g = torch.tensor(float(rng.uniform(-3.0, 3.0)), dtype=_F64)
     yield Case("a 0-d point, a constant gradient", (
         _Constant(g), torch.tensor(float(rng.uniform(-1.0, 1.0)), dtype=_F64),
@@ -714,7 +721,7 @@ HEAVY_BALL = Exercise(
 # --------------------------------------------------------------------------
 
 def effective_lr(lr: float, momentum: float, dampening: float = 0.0) -> float:
-    r"""$\gamma (1 - \tau) / (1 - \mu)$: the step a constant gradient settles to."""
+    r"""$\gamma (1 - \tau) / (1 - \beta)$: the limit of the step per unit of a constant gradient."""
     return lr * (1 - dampening) / (1 - momentum)
 
 
@@ -750,36 +757,36 @@ EFFECTIVE_LR = Exercise(
     grade_id="test_effective_lr",
     name="effective_lr",
     reference=effective_lr,
-    cases=[Case(f"lr={lr}, momentum={mu}, dampening={tau}", (lr, mu, tau))
-           for lr, mu, tau in [(0.1, 0.9, 0.0), (0.01, 0.0, 0.0), (0.02, 0.5, 0.0),
+    cases=[Case(f"lr={lr}, momentum={beta}, dampening={tau}", (lr, beta, tau))
+           for lr, beta, tau in [(0.1, 0.9, 0.0), (0.01, 0.0, 0.0), (0.02, 0.5, 0.0),
                                (0.05, 0.5, 0.5), (0.1, 0.9, 0.9), (0.2, 0.75, 0.25)]],
     observe=lambda run: as_float(run.result),
     show=lambda run: as_float(run.result),
-    passed="effective_lr: 6 cases match lr·(1 − dampening)/(1 − momentum), the step a "
-           "constant gradient settles to",
+    passed="effective_lr: 6 cases match lr·(1 − dampening)/(1 − momentum), the "
+           "steady-state step per unit of a constant gradient",
     hidden=_effective_lr_hidden,
     rtol=1e-6, atol=1e-9,          # a float32 tensor (torch.tensor(...)) is a fine answer
     rules=[_effective_lr_contract],
     mistakes=[
         Mistake("buffer_ignores_dampening",
                 "you forgot dampening: in the steady state each gradient enters the "
-                "buffer as (1 − τ)·g, so the step is lr·(1 − τ)/(1 − μ).",
+                "buffer as (1 − τ)·g, so the step is lr·(1 − τ)/(1 − β).",
                 lambda lr, m, d=0.0: lr / (1 - m)),
         Mistake("multiplied_by_one_minus_momentum",
-                "you multiplied by (1 − μ) instead of dividing: the buffer sums "
-                "g·(1 + μ + μ² + ...) = g/(1 − μ), which is LARGER than g.",
+                "you multiplied by (1 − β) instead of dividing: the buffer sums "
+                "g·(1 + β + β² + ...) = g/(1 − β), which is LARGER than g.",
                 lambda lr, m, d=0.0: lr * (1 - d) * (1 - m)),
         Mistake("series_one_plus_momentum",
-                "the geometric series 1 + μ + μ² + ... sums to 1/(1 − μ), not 1/(1 + μ).",
+                "the geometric series 1 + β + β² + ... sums to 1/(1 − β), not 1/(1 + β).",
                 lambda lr, m, d=0.0: lr * (1 - d) / (1 + m)),
         Mistake("newest_gradient_left_out",
                 "you left out the newest gradient: the buffer is "
-                "(1 − τ)·g·(1 + μ + μ² + ...), which starts at 1, not at μ.",
+                "(1 − τ)·g·(1 + β + β² + ...), which starts at 1, not at β.",
                 lambda lr, m, d=0.0: lr * (1 - d) * m / (1 - m)),
         Mistake("dampening_as_factor", "you used dampening τ where torch uses (1 − τ).",
                 lambda lr, m, d=0.0: lr * d / (1 - m)),
         Mistake("divided_by_one_minus_dampening",
-                "you divided by (1 − τ): dampening shrinks the step, lr·(1 − τ)/(1 − μ).",
+                "you divided by (1 − τ): dampening shrinks the step, lr·(1 − τ)/(1 − β).",
                 lambda lr, m, d=0.0: lr / ((1 - d) * (1 - m))),
     ],
     forbidden=FORBIDDEN,
@@ -792,7 +799,7 @@ EFFECTIVE_LR = Exercise(
 
 def steps_after_lr_change(buf: Any, grad: Any, lr_old: float, lr_new: float,
                           momentum: float) -> tuple[Any, Any]:
-    """``(lr_new·(μ·b + g), μ·lr_old·b + lr_new·g)``: torch's and the velocity's step."""
+    """``(lr_new·(β·b + g), β·lr_old·b + lr_new·g)``: torch's and the velocity's step."""
     return lr_new * (momentum * buf + grad), momentum * (lr_old * buf) + lr_new * grad
 
 
@@ -838,13 +845,13 @@ def _steps_swapped(got: Run, expected: Run) -> str | None:
     if _close(ts, exp_vel) and _close(vs, exp_torch) and not _close(exp_torch, exp_vel):
         return (f"your two steps are swapped (torch_step={fmt(ts)}, velocity_step="
                 f"{fmt(vs)}).\n  Diagnosis: torch multiplies the WHOLE new buffer by the "
-                "new lr, lr_new·(μ·b + g); the velocity keeps the old lr inside, "
-                "μ·lr_old·b + lr_new·g.")
+                "new lr, lr_new·(β·b + g); the velocity keeps the old lr inside, "
+                "β·lr_old·b + lr_new·g.")
     if _close(ts, -exp_torch) and _close(vs, -exp_vel) \
             and not _close(exp_torch, 0 * exp_torch):
         return ("both steps have the wrong sign.\n  Diagnosis: return the displacement "
-                "θ_old − θ_new (what is subtracted from θ), lr_new·(μ·b + g) and "
-                "μ·lr_old·b + lr_new·g.")
+                "θ_old − θ_new (what is subtracted from θ), lr_new·(β·b + g) and "
+                "β·lr_old·b + lr_new·g.")
     return None
 
 
@@ -872,11 +879,11 @@ def _steps_hidden(rng: np.random.Generator) -> Iterator[Case]:
                 float(rng.uniform(0.5, 0.99))),
                ("warm-up", old / 20, old * float(rng.uniform(0.5, 1.0)),
                 float(rng.uniform(0.5, 0.99)))]
-    for label, lr0, lr1, mu in hypers:
+    for label, lr0, lr1, beta in hypers:
         shape = _shape(rng)
         yield Case(f"{label}, random tensors", (
             torch.tensor(np.asarray(rng.standard_normal(shape)), dtype=_F64),
-            torch.tensor(np.asarray(rng.standard_normal(shape)), dtype=_F64), lr0, lr1, mu))
+            torch.tensor(np.asarray(rng.standard_normal(shape)), dtype=_F64), lr0, lr1, beta))
 
 
 def _torch_step_mistake(step: Callable[..., Any]) -> Callable[..., Any]:
@@ -907,7 +914,7 @@ STEPS_AFTER_LR_CHANGE = Exercise(
     ],
     observe=_steps_observe,
     passed="steps_after_lr_change: 4 cases (lr decay, warm-up, unchanged lr, tensors) "
-           "match lr_new·(μb + g) for torch and μ·lr_old·b + lr_new·g for the velocity "
+           "match lr_new·(βb + g) for torch and β·lr_old·b + lr_new·g for the velocity "
            "convention",
     hidden=_steps_hidden,
     rtol=1e-9, atol=1e-12,
@@ -916,34 +923,34 @@ STEPS_AFTER_LR_CHANGE = Exercise(
     mistakes=[
         Mistake("torch_step_old_lr",
                 "torch reads lr from param_groups at every step and multiplies the "
-                "whole new buffer by it: use lr_new, lr_new·(μ·b + g).",
+                "whole new buffer by it: use lr_new, lr_new·(β·b + g).",
                 _torch_step_mistake(lambda b, g, lr0, lr1, m: lr0 * (m * b + g))),
         Mistake("torch_step_old_buffer",
-                "the torch step uses the NEW buffer μ·b + g, not the old one: "
-                "lr_new·(μ·b + g).",
+                "the torch step uses the NEW buffer β·b + g, not the old one: "
+                "lr_new·(β·b + g).",
                 _torch_step_mistake(lambda b, g, lr0, lr1, m: lr1 * b)),
         Mistake("torch_step_is_buffer",
                 "you returned the new buffer, not the step: multiply it by lr_new.",
                 _torch_step_mistake(lambda b, g, lr0, lr1, m: m * b + g)),
         Mistake("torch_step_velocity_formula",
-                "torch scales the old buffer by the new lr too: lr_new·(μ·b + g), not "
-                "μ·lr_old·b + lr_new·g.",
+                "torch scales the old buffer by the new lr too: lr_new·(β·b + g), not "
+                "β·lr_old·b + lr_new·g.",
                 _torch_step_mistake(lambda b, g, lr0, lr1, m: m * (lr0 * b) + lr1 * g)),
         Mistake("velocity_not_converted",
                 "you used the torch buffer b as the velocity. Convert first: with a "
-                "constant lr_old so far, v = lr_old·b; then v_new = μ·v + lr_new·g.",
+                "constant lr_old so far, v = lr_old·b; then v_new = β·v + lr_new·g.",
                 _velocity_mistake(lambda b, g, lr0, lr1, m: m * b + lr1 * g)),
         Mistake("velocity_converted_with_new_lr",
                 "you converted the buffer with the new lr (v = lr_new·b): the velocity "
-                "was accumulated with lr_old, v = lr_old·b, so v_new = μ·lr_old·b + "
+                "was accumulated with lr_old, v = lr_old·b, so v_new = β·lr_old·b + "
                 "lr_new·g.",
                 _velocity_mistake(lambda b, g, lr0, lr1, m: lr1 * (m * b + g))),
         Mistake("velocity_gradient_old_lr",
                 "the new gradient enters the velocity with the NEW lr: v_new = "
-                "μ·lr_old·b + lr_new·g.",
+                "β·lr_old·b + lr_new·g.",
                 _velocity_mistake(lambda b, g, lr0, lr1, m: lr0 * (m * b + g))),
         Mistake("velocity_momentum_missing",
-                "you forgot the momentum factor on the old velocity: v_new = μ·v + "
+                "you forgot the momentum factor on the old velocity: v_new = β·v + "
                 "lr_new·g with v = lr_old·b.",
                 _velocity_mistake(lambda b, g, lr0, lr1, m: lr0 * b + lr1 * g)),
     ],
@@ -951,4 +958,59 @@ STEPS_AFTER_LR_CHANGE = Exercise(
 )
 
 
-EXERCISES = [MOMENTUM_STEP, HEAVY_BALL, EFFECTIVE_LR, STEPS_AFTER_LR_CHANGE]
+# --------------------------------------------------------------------------
+# Predict, then run
+# --------------------------------------------------------------------------
+
+#: How a zero-started run compares with torch.optim.SGD (the choices, in the lesson's words).
+SAME_RUN = ("bit-identical (torch.equal)", "close, but not bit-identical",
+            "visibly different trajectories")
+
+
+def _zero_start_vs_torch(dampening: float) -> str:
+    """Which of :data:`SAME_RUN` a zero-started buffer gives against
+    torch.optim.SGD: 20 steps on the κ = 25 valley, lr = 0.04, momentum = 0.7."""
+    w0 = torch.tensor([-1.8, 0.6], dtype=_F64)
+    zeros = momentum_trajectory(_F25.grad, w0, 0.04, 0.7, 20, dampening=dampening,
+                                first_buffer="zeros")
+    reference = torch_sgd_trajectory(_F25.grad, w0, 0.04, 0.7, 20, dampening=dampening)
+    if torch.equal(zeros, reference):
+        return SAME_RUN[0]
+    return SAME_RUN[1] if _close(zeros, reference, rtol=1e-12, atol=1e-12) else SAME_RUN[2]
+
+
+PREDICT_ZERO_START = Question(
+    grade_id="test_predict_zero_start",
+    name="predict_zero_start",
+    answer=lambda: _zero_start_vs_torch(0.0),
+    choices=SAME_RUN,
+    why=("with τ = 0 the zero buffer's first update is β·0 + 1·g, and in floating point "
+         "β·0 = 0 and 0 + 1·g = g exactly: the same buffer as torch's copy, and every "
+         "later step applies the same operations to the same numbers. Only with τ ≠ 0 "
+         "does the zero start differ: its first buffer is (1 − τ)·g."),
+)
+
+
+def _step_ratio_after(n_steps: int, momentum: float) -> float:
+    """torch.optim.SGD on a constant gradient: step ``n_steps`` over the plain step lr·g."""
+    lr, g = 0.01, 2.0
+    h = torch_sgd_trajectory(lambda w: torch.full_like(w, g), torch.zeros(1, dtype=_F64),
+                             lr, momentum, n_steps)
+    return float((h[-2] - h[-1]).item() / (lr * g))
+
+
+PREDICT_TERMINAL_STEP = Question(
+    grade_id="test_predict_terminal_step",
+    name="predict_terminal_step",
+    answer=lambda: round(_step_ratio_after(100, 0.9), 4),
+    rtol=0.03,
+    unit="times the plain step",
+    why=("after t steps of a constant gradient the buffer is g·(1 + β + … + β^(t−1)) = "
+         "g·(1 − β^t)/(1 − β). At β = 0.9 and t = 100, β^t ≈ 3·10⁻⁵, so the step is "
+         "1/(1 − 0.9) = 10 times lr·g, to four digits 9.9997 (it tends to 10 and never "
+         "quite reaches it)."),
+)
+
+#: The graded cells, in notebook order.
+EXERCISES = [PREDICT_ZERO_START, MOMENTUM_STEP, HEAVY_BALL, PREDICT_TERMINAL_STEP,
+             EFFECTIVE_LR, STEPS_AFTER_LR_CHANGE]
