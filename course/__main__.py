@@ -67,7 +67,11 @@ def _report(args: argparse.Namespace) -> int:
     if not (root / "gradebook.db").is_file():
         print(f"course report: no gradebook.db in {root.resolve()}", file=sys.stderr)
         return 2
-    summary, totals = class_report(args.assignment, root)
+    try:
+        summary, totals = class_report(args.assignment, root)
+    except KeyError as exc:
+        print(f"course report: {exc.args[0]}", file=sys.stderr)
+        return 2
     if not totals:
         print(f"course report: no graded submissions of {args.assignment!r}", file=sys.stderr)
         return 2

@@ -179,3 +179,17 @@ def test_grade_and_report_a_small_class(tmp_path, capsys):
     assert (tmp_path / "reports" / f"{LESSON}-totals.png").stat().st_size > 1000
     code, _, err = run(capsys, "report", LESSON, "--root", str(tmp_path / "nowhere"))
     assert code == 2 and "no gradebook.db" in err
+
+
+def test_report_median_and_unknown_assignment(tmp_path, capsys):
+    """The median of an even class is the mean of the middle two; an assignment
+    the gradebook does not know is named, with the ones it knows."""
+    from course.grading.class_report import CellSummary, format_report
+    text = format_report(LESSON, [CellSummary("test_x", 2.0, 4, 2, 1.0, "", 0)],
+                         {"a": 2.0, "b": 4.0, "c": 5.0, "d": 8.0})
+    assert "median 4.5" in text
+    from nbgrader.api import Gradebook
+    with Gradebook(f"sqlite:///{tmp_path / 'gradebook.db'}") as gb:
+        gb.add_assignment(LESSON)
+    code, _, err = run(capsys, "report", "01-gradient-decent", "--root", str(tmp_path))
+    assert code == 2 and "no assignment '01-gradient-decent'" in err and LESSON in err

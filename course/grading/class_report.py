@@ -10,6 +10,7 @@ printed that comes from a submission goes through
 from __future__ import annotations
 
 import collections
+import statistics
 import pathlib
 import dataclasses
 from dataclasses import dataclass
@@ -59,6 +60,10 @@ def class_report(assignment: str, root: pathlib.Path) -> tuple[list[CellSummary]
     totals: dict[str, float] = {}
     messages: dict[str, collections.Counter] = {}
     with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:
+        known = sorted(a.name for a in gb.assignments)
+        if assignment not in known:
+            raise KeyError(f"no assignment {assignment!r} in the gradebook "
+                           f"(it has: {', '.join(known) or 'none'})")
         for sub in gb.assignment_submissions(assignment):
             totals[sub.student_id] = float(sub.score)
             for nb in sub.notebooks:
@@ -108,7 +113,7 @@ def format_report(assignment: str, summary: list[CellSummary], totals: dict[str,
     if totals:
         values = sorted(totals.values())
         lines.append(f"totals: mean {sum(values) / len(values):.2f}, "
-                     f"median {values[len(values) // 2]:g}, min {values[0]:g}, max {values[-1]:g}")
+                     f"median {statistics.median(values):g}, min {values[0]:g}, max {values[-1]:g}")
     return "\n".join(lines)
 
 
@@ -117,10 +122,12 @@ def plot_totals(totals: dict[str, float], max_total: float, path: pathlib.Path) 
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
     fig, ax = plt.subplots(figsize=(5, 3))
     bins = [x - 0.5 for x in range(int(max_total) + 2)]
     ax.hist(list(totals.values()), bins=bins, color="tab:blue", edgecolor="white")
     ax.set(xlabel="total points", ylabel="students", title=f"{len(totals)} submissions")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))   # whole students
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
