@@ -64,7 +64,9 @@ SAFE_SCHEMES = {"http", "https", "mailto", "attachment"}
 CELL_METADATA = {"nbgrader", "tags", "deletable", "editable", "collapsed", "scrolled",
                  "trusted", "execution"}
 
-_TAG_START = re.compile(r"<(?=[A-Za-z/!?])")
+#: A tag opener, except the four attribute-free tags of the lessons' collapsed hints
+#: (``<details><summary>Hint</summary> ... </details>``): they cannot carry a script.
+_TAG_START = re.compile(r"<(?=[A-Za-z/!?])(?!/?(?:details|summary)>)")
 _MATH = re.compile(r"\$\$.+?\$\$|\$[^$\n]+\$|\\begin\{(\w+\*?)\}.*?\\end\{\1\}", re.S)
 _LINK_TARGET = re.compile(r"\]\s*[(:]")
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*):")
