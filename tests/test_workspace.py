@@ -148,3 +148,13 @@ def test_release_and_tests_never_look_into_the_workspace(tmp_path):
     assert "/my-work/" in (ROOT / ".gitignore").read_text().splitlines()
     record = json.loads((work / ".course" / "copied.json").read_text())
     assert f"{L01}/{L01}.ipynb" in record
+
+
+@pytest.mark.parametrize("path", [
+    "my-work/01-gradient-descent/01-gradient-descent.ipynb", "submitted/alice/01/x.ipynb",
+    "autograded/alice/01/x.ipynb", "feedback/alice/01/x.html", "downloaded/01/archive.zip",
+    "gradebook.db", "grades.csv", "reports/01-totals.png", "logs/course-grade.log",
+    ".grading-cache/x"])
+def test_learner_and_student_data_is_git_ignored(path):
+    proc = subprocess.run(["git", "check-ignore", "-q", "--no-index", path], cwd=ROOT)
+    assert proc.returncode == 0, f"{path} is not git-ignored"
