@@ -53,7 +53,7 @@ lab: $(STAMP)
 	cd $(WORK_DIR) && \
 	JUPYTER_CONFIG_PATH=$(CURDIR)/jupyter-config/self-study:$(CURDIR)/jupyter-config/learner \
 	  $(CURDIR)/$(BIN)/jupyter lab --ServerApp.root_dir=. \
-	  --ServerApp.default_url=/lab/tree/START.md $(ROOT_FLAG) $(LAB_ARGS)
+	  --LabApp.default_url=/lab/tree/START.md $(ROOT_FLAG) $(LAB_ARGS)
 
 ## JupyterLab on the repo root (or COURSE_DIR, a copy holding solutions/ and nbgrader_config.py)
 ## with nbgrader's formgrader and Create Assignment. Started in that folder: formgrader grades
