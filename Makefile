@@ -18,6 +18,10 @@ COURSE_DIR ?= .
 # Jupyter refuses to run as root unless told; only add the flag when we are root.
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 PYTEST_ARGS ?=
+# TORCH=cpu: take torch from PyTorch's CPU-only wheel index (plain PyPI's torch 2.13.0 for
+# Linux is the CUDA build plus about 16 NVIDIA packages, several GB a learner does not need).
+TORCH ?=
+PIP_TORCH := $(if $(filter cpu,$(TORCH)),--index-url https://download.pytorch.org/whl/cpu --extra-index-url https://pypi.org/simple,)
 ASSIGNMENTS := $(notdir $(wildcard solutions/[0-9][0-9]-*))
 
 .PHONY: lab lab-instructor test test-fast venv release bench execute clean hub-deps
@@ -30,7 +34,7 @@ $(STAMP): pyproject.toml constraints.txt course/grading/kernel.py jupyter-config
 	@echo "The first time this downloads or unpacks about 1-2 GB and takes 3-10 minutes;"
 	@echo "later runs reuse it and take a second."
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --disable-pip-version-check -q -c constraints.txt -e .
+	$(BIN)/python -m pip install --disable-pip-version-check -q -c constraints.txt $(PIP_TORCH) -e .
 	@mkdir -p $(VENV)/share/jupyter/lab/settings
 	cp jupyter-config/overrides.json $(VENV)/share/jupyter/lab/settings/overrides.json
 	$(BIN)/python -m course.grading.kernel --install
@@ -39,7 +43,7 @@ $(STAMP): pyproject.toml constraints.txt course/grading/kernel.py jupyter-config
 # ... and the test tools make test adds to it (pytest, nbval, Playwright, JupyterHub, ruff).
 $(TEST_STAMP): $(STAMP)
 	@echo "Adding the test tools to .venv (pytest, nbval, Playwright, JupyterHub, ruff)."
-	$(BIN)/python -m pip install --disable-pip-version-check -q -c constraints.txt -e '.[test]'
+	$(BIN)/python -m pip install --disable-pip-version-check -q -c constraints.txt $(PIP_TORCH) -e '.[test]'
 	@touch $(TEST_STAMP)
 
 ## JupyterLab on the learner's workspace (my-work/, a git-ignored copy of notebooks/), as a

@@ -63,3 +63,17 @@ def test_installed_versions_match_the_pins():
     for name in ("torch", "numpy", "matplotlib", "jupyterlab", "nbgrader", "nbval", "pytest"):
         installed = importlib.metadata.version(name)
         assert re.sub(r"\+.*", "", installed) == pins[name], f"{name} {installed} != {pins[name]}"
+
+
+def test_cpu_torch_index_is_opt_in():
+    """`make lab TORCH=cpu` installs torch from PyTorch's CPU wheel index; the default
+    install (the one that works on this machine) does not name any index."""
+    import subprocess
+
+    def install_lines(*args):
+        out = subprocess.run(["make", "-n", "-B", "venv", "STAMP=.venv/.dry-run", *args],
+                             cwd=ROOT, capture_output=True, text=True, check=True).stdout
+        return [ln for ln in out.splitlines() if "pip install" in ln]
+    cpu = install_lines("TORCH=cpu")
+    assert cpu and all("--index-url https://download.pytorch.org/whl/cpu" in ln for ln in cpu)
+    assert all("index-url" not in ln for ln in install_lines())
