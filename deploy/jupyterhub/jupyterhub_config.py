@@ -64,8 +64,9 @@ c.Spawner.cmd = [f"{prefix}/bin/sgd-singleuser"]
 c.Spawner.default_url = "/lab"
 c.Spawner.start_timeout = 120
 c.Spawner.http_timeout = 90
-# The users' servers stop when the hub stops.
-c.JupyterHub.cleanup_servers = True
+# The users' servers keep running when the hub restarts (an upgrade or a crash of the hub
+# must not stop a class mid-exercise); `systemctl stop` of the whole unit still stops them.
+c.JupyterHub.cleanup_servers = False
 
 
 def _members(group: str) -> set[str]:

@@ -472,6 +472,12 @@ def test_instructor_server_serves_the_formgrader_on_the_course(servers):
     assert assignment["num_submissions"] >= 4, assignment
     disabled = page_config(instructor.get("/lab").text).get("disabledExtensions", {})
     assert not any("nbgrader" in name for name in disabled), disabled
+    # formgrader's panel frames its pages inside JupyterLab: the hub's default policy
+    # ("frame-ancestors 'none'", nbgrader#1870) would leave it blank
+    for path in ("/formgrader/manage_assignments", "/lab"):
+        policy = instructor.get(path).headers.get("Content-Security-Policy", "")
+        assert "frame-ancestors 'self'" in policy and "'none'" not in policy.split(
+            "frame-ancestors")[1].split(";")[0], (path, policy)
 
 
 
