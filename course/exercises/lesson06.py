@@ -651,6 +651,11 @@ class CorrectSGD(torch.optim.Optimizer):
                 self.update(p, p.grad, settings)
         return loss
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Optimizer.__getstate__ keeps defaults, state and param_groups only:
+        # the mistakes below read these two after a deepcopy too.
+        return dict(super().__getstate__(), initial=self.initial, steps=self.steps)
+
     def settings(self, group: dict[str, Any]) -> dict[str, Any]:
         return group
 
@@ -1742,7 +1747,13 @@ def _traces_match(a: Trace, b: Trace, same: Callable[[Tensor, Tensor], bool]) ->
 
 def _trace_diagnosis(cls: Any, run: Callable[[Any], Trace], ref: Trace,
                      got: Trace) -> str | None:
-    """The diagnosis of the first catalogued mistake whose trajectory ``got`` follows."""
+    """The diagnosis of the catalogued mistake whose trajectory ``got`` follows.
+
+    Where several mistakes give the same trajectory in this run (after a
+    state_dict is loaded, Nesterov with the old buffer is plain momentum), the
+    one the learner's class follows in the most step scenarios is named, so
+    that one mistake gets one diagnosis in every check."""
+    matching = []
     for mistake in STEP_MISTAKES:
         try:
             trace = run(mistake.impl)
@@ -1751,10 +1762,42 @@ def _trace_diagnosis(cls: Any, run: Callable[[Any], Trace], ref: Trace,
         if _traces_match(trace, ref, _close):
             continue  # indistinguishable from torch in this scenario
         if _traces_match(got, trace, _close):
-            if mistake.name == "dampening_on_first_step" and "zeros" in _source(cls):
-                return DIAGNOSES["zero_initial_buffer"]
-            return mistake.text(None)  # type: ignore[arg-type]
-    return None
+            matching.append(mistake)
+    if not matching:
+        return None
+    if len(matching) > 1:
+        mine = _scenario_traces(cls)
+        matching.sort(key=lambda m: -_agreements(mine, m.impl))   # stable: catalogue order
+    mistake = matching[0]
+    if mistake.name == "dampening_on_first_step" and "zeros" in _source(cls):
+        return DIAGNOSES["zero_initial_buffer"]
+    return mistake.text(None)  # type: ignore[arg-type]
+
+
+def _scenario_traces(cls: Any) -> list[Trace | None]:
+    """The learner's trajectories in the step scenarios (None where it fails)."""
+    out: list[Trace | None] = []
+    for sc in _step_scenarios():
+        try:
+            with _GivenPathRefused(cls):
+                out.append(sc.run(cls))
+        except Exception:  # noqa: BLE001 - no trajectory to compare
+            out.append(None)
+    return out
+
+
+def _agreements(mine: list[Trace | None], impl: type) -> int:
+    """In how many step scenarios the wrong class ``impl`` follows the learner's
+    trajectory."""
+    count = 0
+    for sc, trace in zip(_step_scenarios(), mine):
+        if trace is None:
+            continue
+        try:
+            count += _traces_match(trace, sc.run(impl), _close)
+        except Exception:  # noqa: BLE001 - this mistake does not apply here
+            continue
+    return count
 
 
 def _compare(cls: Any, run: Callable[[Any], Trace], ref: Trace, got: Trace,
@@ -1905,20 +1948,44 @@ def _closure_flow(cls: Any, case: Case) -> Any:
 
 def _closure_rule(got: Run, expected: Run) -> str | None:
     steps, none, desc = got.result
-    for step, (calls, returned, params) in enumerate(steps):
+    for step, (calls, returned, _) in enumerate(steps):
         if calls != step + 1:
             if calls == step:
                 return CLOSURE_NOT_CALLED
             return CLOSURE_TWICE.format(n=calls - step)
         if returned != "the closure's value":
             return CLOSURE_VALUE.format(got=returned)
-        for i, (a, b) in enumerate(zip(expected.result[0][step][2], params)):
-            if not _same(a, b):
-                return (f"after step {step + 1} tensor {i} differs from torch's.\n"
-                        f"  Diagnosis: {CLOSURE_AFTER_UPDATE}")
+    ref = [row[2] for row in expected.result[0]]
+    have = [row[2] for row in steps]
+    if _first_diff(ref, have) is not None:
+        return _compare(got.fn, lambda k: [row[2] for row in _closure_flow(k, got.case)[0]],
+                        ref, have, fallback=_closure_fallback(got.fn))
     if not none:
         raise CheckFailure("case 'opt.step() without closure': " + STEP_RETURN.format(got=desc))
     return None
+
+
+def _update_message(cls: Any, sc: Scenario) -> str | None:
+    """The message of :func:`_compare` for ``cls`` in scenario ``sc`` (gradients
+    set directly, no closure), or None when it follows torch's trajectory: what
+    the step check would say about the update itself."""
+    try:
+        with _GivenPathRefused(cls):
+            got = sc.run(cls)
+    except Exception:  # noqa: BLE001 - the step check names that failure
+        return None
+    return _compare(cls, sc.run, sc.run(CorrectSGD), got)
+
+
+def _closure_fallback(cls: Any) -> str:
+    """The diagnosis when the parameters after step(closure) differ and no
+    catalogued mistake explains it: the closure's order if the update is right
+    without a closure, else the update."""
+    sc = Scenario("no closure", dict(lr=0.05, momentum=0.9), steps=2, model="mlp")
+    if _update_message(cls, sc) is None:
+        return CLOSURE_AFTER_UPDATE
+    return ("your update differs from torch's even when the gradients are computed "
+            "before step() (no closure): run check_sgd_step and fix what it reports first.")
 
 
 def _tensor_attrs(opt: Any) -> str:
@@ -1932,6 +1999,18 @@ def _tensor_attrs(opt: Any) -> str:
         if any(isinstance(v, Tensor) or isinstance(v, dict) for v in values):
             found.append(f"self.{name}")
     return f" ({', '.join(found)})" if found else ""
+
+
+#: The layout case's steps as a step scenario (to diagnose its buffers).
+_LAYOUT = Scenario("momentum=0.9, 3 steps, parameter 2 never has a grad",
+                   dict(lr=0.1, momentum=0.9), steps=3, none={0: (2,), 1: (2,), 2: (2,)})
+
+
+#: The step scenario with missing gradients (to tell a None gradient used as a
+#: zero from a state entry merely read into being).
+_NONE_GRADS = Scenario("momentum=0.9, weight_decay=0.1; parameter 1's grad is None at step 2, "
+                       "parameter 2 never has a grad", dict(lr=0.1, momentum=0.9, weight_decay=0.1),
+                       none={0: (2,), 1: (1, 2), 2: (2,), 3: (2,)})
 
 
 def _layout_flow(cls: Any, case: Case) -> Any:
@@ -1990,8 +2069,8 @@ def _layout_rule(got: Run, expected: Run) -> str | None:
     _, n, frozen, entries, where, n0 = out
     if n == 0:
         return STATE_ELSEWHERE.format(momentum=0.9, where=where)
-    if frozen:
-        return STATE_NO_GRAD_PARAM
+    if frozen:      # updated like a zero gradient, or only an entry read into being
+        return _update_message(got.fn, _NONE_GRADS) or STATE_NO_GRAD_PARAM
     for i, (entry, want) in enumerate(zip(entries, expected.result[3])):
         if type(entry) is not list or entry[0] != ["momentum_buffer"]:
             if type(entry) is not list or not entry[0]:
@@ -1999,6 +2078,9 @@ def _layout_rule(got: Run, expected: Run) -> str | None:
                         + STATE_ELSEWHERE.format(momentum=0.9, where=where))
             return STATE_KEY.format(keys=entry[0])
         if not _same(entry[1], want[1]):
+            message = _update_message(got.fn, _LAYOUT)
+            if message is not None:     # the update itself differs: say what is wrong there
+                return message
             return (f"state[p]['momentum_buffer'] of parameter {i} differs from torch's "
                     f"buffer (expected {fmt(want[1])}, got {fmt(entry[1])}).\n  Diagnosis: "
                     "store the momentum buffer b itself (updated in place), not the "
