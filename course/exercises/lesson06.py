@@ -57,7 +57,7 @@ from torch import Tensor, nn
 
 from course.exercises.sgd_mistakes import MISTAKES as RULE_MISTAKES
 from course.exercises.inputs import LossClosure, isolated
-from course.exercises.spec import Case, CheckFailure, Exercise, Mistake, Run
+from course.exercises.spec import Case, CheckFailure, Exercise, Mistake, Question, Run
 from course.exercises.values import (
     COURSE_SGD,
     TORCH_SGD,
@@ -497,8 +497,9 @@ _INSERTS = ("optimizer.state is a defaultdict(dict): merely reading `optimizer.s
 _KEY_ERROR = ("a parameter without a buffer has no 'momentum_buffer' key (with "
               "momentum=0, or before its first step). Return None in that case: "
               "`optimizer.state.get(param, {}).get('momentum_buffer')`.")
-_COPY = ("return the buffer object itself (`optimizer.state[param]['momentum_buffer']`, "
-         "no clone), so that it shows what the optimizer will use next step.")
+_COPY = ("return the stored buffer tensor itself (the very object under 'momentum_buffer', "
+         "found with `.get`, no clone), so that it shows what the optimizer will use at "
+         "its next step.")
 _NO_BUFFER = "with momentum=0 there is no buffer: return None."
 _OTHER_PARAM = "Did you look up a different parameter?"
 
@@ -516,11 +517,11 @@ def _buffer_contract(got: Run, expected: Run) -> str | None:
     elif kind == "buffer":
         buf = got.result[1]                       # the buffer before the call
         if out is None:
-            return (f"for `{pname}` you returned None, but optimizer.state[param] holds "
+            return (f"for `{pname}` you returned None, but the parameter's state holds "
                     "a 'momentum_buffer'.")
         if not isinstance(out, Tensor):
             return (f"for `{pname}` you returned a {type(out).__name__}; return the "
-                    "tensor optimizer.state[param]['momentum_buffer'].")
+                    "momentum buffer tensor stored in the parameter's state.")
         if out is not buf:
             same = out.shape == buf.shape and torch.equal(out, buf)
             return (f"for `{pname}` you returned "
@@ -2739,7 +2740,66 @@ SGD_CLASS = _sgd_exercise(
     INIT_MISTAKES + [Mistake(m.name, m.diagnosis, type(m.impl.__name__, (m.impl, _Validating), {}))
                      for m in STEP_MISTAKES])
 
-EXERCISES = [DECAY_GROUPS, GET_MOMENTUM_BUFFER, SGD_INIT, SGD_STEP, SGD_STATE, SGD_CLASS]
+
+# --------------------------------------------------------------------------
+# Predict, then run
+# --------------------------------------------------------------------------
+
+SAVED_BUFFER = ("unchanged", "changed")
+
+
+def _saved_buffer_after_step() -> str:
+    """sd = opt.state_dict() after one step, then one more step: is the buffer
+    in sd still the one it held when sd was taken?"""
+    model = _mlp()
+    X, y = _batch()
+    opt = _TORCH_SGD(model.parameters(), lr=0.1, momentum=0.9)
+    for t in range(2):
+        opt.zero_grad()
+        nn.functional.mse_loss(model(X), y).backward()
+        opt.step()
+        if t == 0:
+            sd = opt.state_dict()
+            before = sd["state"][0]["momentum_buffer"].clone()
+    return SAVED_BUFFER[0] if torch.equal(sd["state"][0]["momentum_buffer"], before) \
+        else SAVED_BUFFER[1]
+
+
+PREDICT_SAVED_BUFFER = Question(
+    grade_id="test_predict_saved_buffer",
+    name="predict_saved_buffer",
+    answer=_saved_buffer_after_step,
+    choices=SAVED_BUFFER,
+    why=("state_dict() copies no tensor: sd['state'][0] is the optimizer's own entry for "
+         "parameter 0, holding the live buffer tensor. The next step updates that buffer "
+         "in place (buf.mul_(momentum).add_(g, ...)), so the 'saved' dict changes with it. "
+         "Take a snapshot with copy.deepcopy(opt.state_dict()), or torch.save it."),
+)
+
+
+def _lr_after_three_steplr_steps() -> float:
+    """lr of StepLR(step_size=2, gamma=0.1) from 0.1 after three scheduler steps."""
+    opt = _TORCH_SGD([torch.zeros(2, requires_grad=True)], lr=0.1)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.1)
+    for _ in range(3):
+        opt.step()                       # (no gradient: nothing to update)
+        sched.step()
+    return float(opt.param_groups[0]["lr"])
+
+
+PREDICT_STEPLR_LR = Question(
+    grade_id="test_predict_steplr_lr",
+    name="predict_steplr_lr",
+    answer=_lr_after_three_steplr_steps,
+    rtol=0.05,
+    why=("StepLR multiplies group['lr'] by gamma once every step_size scheduler steps: "
+         "after 3 steps the epoch counter is 3 and the lr has been decayed 3 // 2 = 1 "
+         "time, 0.1 · 0.1 = 0.01 (the second decay comes at step 4)."),
+)
+
+#: The graded cells, in notebook order.
+EXERCISES = [DECAY_GROUPS, GET_MOMENTUM_BUFFER, PREDICT_SAVED_BUFFER, SGD_INIT, SGD_STEP,
+             SGD_STATE, SGD_CLASS, PREDICT_STEPLR_LR]
 
 
 def mistake_class(name: str) -> type:
