@@ -676,6 +676,77 @@ def test_step_mistakes(update, pattern):
     fails(check_sgd_class, cls, pattern)
 
 
+def upd_out_of_place_step(self, p, group):
+    """Right formulas and torch's ops, except the last line: `p - lr * d`
+    computed out of place (two roundings instead of one fused multiply-add)."""
+    lr, m, d, wd, nest, mx = _parts(group)
+    g = _decayed(p, wd, mx)
+    if m != 0:
+        g = _momentum(self.state[p], "momentum_buffer", g, m, d, nest)
+    p.copy_(p - lr * g)
+
+
+def upd_nesterov_old_buffer(self, p, group):
+    """Nesterov with the buffer as it was before this step's update."""
+    lr, m, d, wd, nest, mx = _parts(group)
+    g = _decayed(p, wd, mx)
+    if m != 0:
+        buf = self.state[p].get("momentum_buffer")
+        if buf is None:
+            buf = self.state[p]["momentum_buffer"] = g.clone()
+            old = buf
+        else:
+            old = buf.clone()
+            buf.mul_(m).add_(g, alpha=1 - d)
+        g = g.add(old, alpha=m) if nest else buf
+    p.add_(g, alpha=-lr)
+
+
+ROUNDING = r"Diagnosis: over all steps your parameters agree with torch's to within \d+ ulp"
+NESTEROV_OLD = r"Diagnosis: your Nesterov step used the OLD buffer"
+
+
+@pytest.mark.parametrize("update, diagnosis", [
+    (upd_out_of_place_step, ROUNDING),
+    (upd_natural_math, ROUNDING),
+    (upd_nesterov_old_buffer, NESTEROV_OLD),
+], ids=["rounding_out_of_place", "rounding_natural_math", "nesterov_old_buffer"])
+def test_one_mistake_one_diagnosis_in_every_check(update, diagnosis, capsys):
+    """A class with one mistake in its update gets that mistake's diagnosis from
+    every check cell that sees it (the closure case and the state layout of
+    check_sgd_state included), and the constructor check passes."""
+    cls = _step_variant(update)
+    check_sgd_init(cls)
+    assert capsys.readouterr().out.startswith("\u2713 ")
+    for check in (check_sgd_step, check_sgd_state, check_sgd_class):
+        msg = fails(check, cls, diagnosis)
+        assert msg.count("Diagnosis:") == 1, msg
+        assert "closure computed" not in msg and "store the momentum buffer" not in msg
+
+
+def test_closure_and_layout_cases_diagnose_the_update():
+    """check_sgd_state's first two cases see a wrong update before the trace
+    flows do: they name the update's mistake, not the closure or the layout."""
+    msg = fails(check_sgd_state, _step_variant(upd_out_of_place_step), ROUNDING)
+    assert msg.startswith("case 'loss = opt.step(closure), called inside torch.no_grad()'")
+
+    class NoneAsZero(SGD):          # a missing gradient stepped as a zero one
+        def step_group(self, group):
+            for p in group["params"]:
+                grad = p.grad if p.grad is not None else torch.zeros_like(p)
+                lr, m, d, wd, nest, mx = _parts(group)
+                g = -grad if mx else grad
+                if wd != 0:
+                    g = g.add(p, alpha=wd)
+                if m != 0:
+                    g = _momentum(self.state[p], "momentum_buffer", g, m, d, nest)
+                p.add_(g, alpha=-lr)
+
+    none = r"Diagnosis: parameters whose .grad is None were updated"
+    for check in (check_sgd_step, check_sgd_state, check_sgd_class):
+        fails(check, NoneAsZero, none)
+
+
 def test_ulp_message_counts_ulps():
     msg = fails(check_sgd_step, _step_variant(upd_natural_math), "ulp")
     import re

@@ -57,7 +57,7 @@ from torch import Tensor, nn
 
 from course.exercises.sgd_mistakes import MISTAKES as RULE_MISTAKES
 from course.exercises.inputs import LossClosure, isolated
-from course.exercises.spec import Case, CheckFailure, Exercise, Mistake, Run
+from course.exercises.spec import Case, CheckFailure, Exercise, Mistake, Question, Run
 from course.exercises.values import (
     COURSE_SGD,
     TORCH_SGD,
@@ -497,8 +497,9 @@ _INSERTS = ("optimizer.state is a defaultdict(dict): merely reading `optimizer.s
 _KEY_ERROR = ("a parameter without a buffer has no 'momentum_buffer' key (with "
               "momentum=0, or before its first step). Return None in that case: "
               "`optimizer.state.get(param, {}).get('momentum_buffer')`.")
-_COPY = ("return the buffer object itself (`optimizer.state[param]['momentum_buffer']`, "
-         "no clone), so that it shows what the optimizer will use next step.")
+_COPY = ("return the stored buffer tensor itself (the very object under 'momentum_buffer', "
+         "found with `.get`, no clone), so that it shows what the optimizer will use at "
+         "its next step.")
 _NO_BUFFER = "with momentum=0 there is no buffer: return None."
 _OTHER_PARAM = "Did you look up a different parameter?"
 
@@ -516,11 +517,11 @@ def _buffer_contract(got: Run, expected: Run) -> str | None:
     elif kind == "buffer":
         buf = got.result[1]                       # the buffer before the call
         if out is None:
-            return (f"for `{pname}` you returned None, but optimizer.state[param] holds "
+            return (f"for `{pname}` you returned None, but the parameter's state holds "
                     "a 'momentum_buffer'.")
         if not isinstance(out, Tensor):
             return (f"for `{pname}` you returned a {type(out).__name__}; return the "
-                    "tensor optimizer.state[param]['momentum_buffer'].")
+                    "momentum buffer tensor stored in the parameter's state.")
         if out is not buf:
             same = out.shape == buf.shape and torch.equal(out, buf)
             return (f"for `{pname}` you returned "
@@ -650,6 +651,11 @@ class CorrectSGD(torch.optim.Optimizer):
             for p in group["params"]:
                 self.update(p, p.grad, settings)
         return loss
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Optimizer.__getstate__ keeps defaults, state and param_groups only:
+        # the mistakes below read these two after a deepcopy too.
+        return dict(super().__getstate__(), initial=self.initial, steps=self.steps)
 
     def settings(self, group: dict[str, Any]) -> dict[str, Any]:
         return group
@@ -1742,7 +1748,13 @@ def _traces_match(a: Trace, b: Trace, same: Callable[[Tensor, Tensor], bool]) ->
 
 def _trace_diagnosis(cls: Any, run: Callable[[Any], Trace], ref: Trace,
                      got: Trace) -> str | None:
-    """The diagnosis of the first catalogued mistake whose trajectory ``got`` follows."""
+    """The diagnosis of the catalogued mistake whose trajectory ``got`` follows.
+
+    Where several mistakes give the same trajectory in this run (after a
+    state_dict is loaded, Nesterov with the old buffer is plain momentum), the
+    one the learner's class follows in the most step scenarios is named, so
+    that one mistake gets one diagnosis in every check."""
+    matching = []
     for mistake in STEP_MISTAKES:
         try:
             trace = run(mistake.impl)
@@ -1751,10 +1763,42 @@ def _trace_diagnosis(cls: Any, run: Callable[[Any], Trace], ref: Trace,
         if _traces_match(trace, ref, _close):
             continue  # indistinguishable from torch in this scenario
         if _traces_match(got, trace, _close):
-            if mistake.name == "dampening_on_first_step" and "zeros" in _source(cls):
-                return DIAGNOSES["zero_initial_buffer"]
-            return mistake.text(None)  # type: ignore[arg-type]
-    return None
+            matching.append(mistake)
+    if not matching:
+        return None
+    if len(matching) > 1:
+        mine = _scenario_traces(cls)
+        matching.sort(key=lambda m: -_agreements(mine, m.impl))   # stable: catalogue order
+    mistake = matching[0]
+    if mistake.name == "dampening_on_first_step" and "zeros" in _source(cls):
+        return DIAGNOSES["zero_initial_buffer"]
+    return mistake.text(None)  # type: ignore[arg-type]
+
+
+def _scenario_traces(cls: Any) -> list[Trace | None]:
+    """The learner's trajectories in the step scenarios (None where it fails)."""
+    out: list[Trace | None] = []
+    for sc in _step_scenarios():
+        try:
+            with _GivenPathRefused(cls):
+                out.append(sc.run(cls))
+        except Exception:  # noqa: BLE001 - no trajectory to compare
+            out.append(None)
+    return out
+
+
+def _agreements(mine: list[Trace | None], impl: type) -> int:
+    """In how many step scenarios the wrong class ``impl`` follows the learner's
+    trajectory."""
+    count = 0
+    for sc, trace in zip(_step_scenarios(), mine):
+        if trace is None:
+            continue
+        try:
+            count += _traces_match(trace, sc.run(impl), _close)
+        except Exception:  # noqa: BLE001 - this mistake does not apply here
+            continue
+    return count
 
 
 def _compare(cls: Any, run: Callable[[Any], Trace], ref: Trace, got: Trace,
@@ -1905,20 +1949,44 @@ def _closure_flow(cls: Any, case: Case) -> Any:
 
 def _closure_rule(got: Run, expected: Run) -> str | None:
     steps, none, desc = got.result
-    for step, (calls, returned, params) in enumerate(steps):
+    for step, (calls, returned, _) in enumerate(steps):
         if calls != step + 1:
             if calls == step:
                 return CLOSURE_NOT_CALLED
             return CLOSURE_TWICE.format(n=calls - step)
         if returned != "the closure's value":
             return CLOSURE_VALUE.format(got=returned)
-        for i, (a, b) in enumerate(zip(expected.result[0][step][2], params)):
-            if not _same(a, b):
-                return (f"after step {step + 1} tensor {i} differs from torch's.\n"
-                        f"  Diagnosis: {CLOSURE_AFTER_UPDATE}")
+    ref = [row[2] for row in expected.result[0]]
+    have = [row[2] for row in steps]
+    if _first_diff(ref, have) is not None:
+        return _compare(got.fn, lambda k: [row[2] for row in _closure_flow(k, got.case)[0]],
+                        ref, have, fallback=_closure_fallback(got.fn))
     if not none:
         raise CheckFailure("case 'opt.step() without closure': " + STEP_RETURN.format(got=desc))
     return None
+
+
+def _update_message(cls: Any, sc: Scenario) -> str | None:
+    """The message of :func:`_compare` for ``cls`` in scenario ``sc`` (gradients
+    set directly, no closure), or None when it follows torch's trajectory: what
+    the step check would say about the update itself."""
+    try:
+        with _GivenPathRefused(cls):
+            got = sc.run(cls)
+    except Exception:  # noqa: BLE001 - the step check names that failure
+        return None
+    return _compare(cls, sc.run, sc.run(CorrectSGD), got)
+
+
+def _closure_fallback(cls: Any) -> str:
+    """The diagnosis when the parameters after step(closure) differ and no
+    catalogued mistake explains it: the closure's order if the update is right
+    without a closure, else the update."""
+    sc = Scenario("no closure", dict(lr=0.05, momentum=0.9), steps=2, model="mlp")
+    if _update_message(cls, sc) is None:
+        return CLOSURE_AFTER_UPDATE
+    return ("your update differs from torch's even when the gradients are computed "
+            "before step() (no closure): run check_sgd_step and fix what it reports first.")
 
 
 def _tensor_attrs(opt: Any) -> str:
@@ -1932,6 +2000,18 @@ def _tensor_attrs(opt: Any) -> str:
         if any(isinstance(v, Tensor) or isinstance(v, dict) for v in values):
             found.append(f"self.{name}")
     return f" ({', '.join(found)})" if found else ""
+
+
+#: The layout case's steps as a step scenario (to diagnose its buffers).
+_LAYOUT = Scenario("momentum=0.9, 3 steps, parameter 2 never has a grad",
+                   dict(lr=0.1, momentum=0.9), steps=3, none={0: (2,), 1: (2,), 2: (2,)})
+
+
+#: The step scenario with missing gradients (to tell a None gradient used as a
+#: zero from a state entry merely read into being).
+_NONE_GRADS = Scenario("momentum=0.9, weight_decay=0.1; parameter 1's grad is None at step 2, "
+                       "parameter 2 never has a grad", dict(lr=0.1, momentum=0.9, weight_decay=0.1),
+                       none={0: (2,), 1: (1, 2), 2: (2,), 3: (2,)})
 
 
 def _layout_flow(cls: Any, case: Case) -> Any:
@@ -1990,8 +2070,8 @@ def _layout_rule(got: Run, expected: Run) -> str | None:
     _, n, frozen, entries, where, n0 = out
     if n == 0:
         return STATE_ELSEWHERE.format(momentum=0.9, where=where)
-    if frozen:
-        return STATE_NO_GRAD_PARAM
+    if frozen:      # updated like a zero gradient, or only an entry read into being
+        return _update_message(got.fn, _NONE_GRADS) or STATE_NO_GRAD_PARAM
     for i, (entry, want) in enumerate(zip(entries, expected.result[3])):
         if type(entry) is not list or entry[0] != ["momentum_buffer"]:
             if type(entry) is not list or not entry[0]:
@@ -1999,6 +2079,9 @@ def _layout_rule(got: Run, expected: Run) -> str | None:
                         + STATE_ELSEWHERE.format(momentum=0.9, where=where))
             return STATE_KEY.format(keys=entry[0])
         if not _same(entry[1], want[1]):
+            message = _update_message(got.fn, _LAYOUT)
+            if message is not None:     # the update itself differs: say what is wrong there
+                return message
             return (f"state[p]['momentum_buffer'] of parameter {i} differs from torch's "
                     f"buffer (expected {fmt(want[1])}, got {fmt(entry[1])}).\n  Diagnosis: "
                     "store the momentum buffer b itself (updated in place), not the "
@@ -2657,7 +2740,66 @@ SGD_CLASS = _sgd_exercise(
     INIT_MISTAKES + [Mistake(m.name, m.diagnosis, type(m.impl.__name__, (m.impl, _Validating), {}))
                      for m in STEP_MISTAKES])
 
-EXERCISES = [DECAY_GROUPS, GET_MOMENTUM_BUFFER, SGD_INIT, SGD_STEP, SGD_STATE, SGD_CLASS]
+
+# --------------------------------------------------------------------------
+# Predict, then run
+# --------------------------------------------------------------------------
+
+SAVED_BUFFER = ("unchanged", "changed")
+
+
+def _saved_buffer_after_step() -> str:
+    """sd = opt.state_dict() after one step, then one more step: is the buffer
+    in sd still the one it held when sd was taken?"""
+    model = _mlp()
+    X, y = _batch()
+    opt = _TORCH_SGD(model.parameters(), lr=0.1, momentum=0.9)
+    for t in range(2):
+        opt.zero_grad()
+        nn.functional.mse_loss(model(X), y).backward()
+        opt.step()
+        if t == 0:
+            sd = opt.state_dict()
+            before = sd["state"][0]["momentum_buffer"].clone()
+    return SAVED_BUFFER[0] if torch.equal(sd["state"][0]["momentum_buffer"], before) \
+        else SAVED_BUFFER[1]
+
+
+PREDICT_SAVED_BUFFER = Question(
+    grade_id="test_predict_saved_buffer",
+    name="predict_saved_buffer",
+    answer=_saved_buffer_after_step,
+    choices=SAVED_BUFFER,
+    why=("state_dict() copies no tensor: sd['state'][0] is the optimizer's own entry for "
+         "parameter 0, holding the live buffer tensor. The next step updates that buffer "
+         "in place (buf.mul_(momentum).add_(g, ...)), so the 'saved' dict changes with it. "
+         "Take a snapshot with copy.deepcopy(opt.state_dict()), or torch.save it."),
+)
+
+
+def _lr_after_three_steplr_steps() -> float:
+    """lr of StepLR(step_size=2, gamma=0.1) from 0.1 after three scheduler steps."""
+    opt = _TORCH_SGD([torch.zeros(2, requires_grad=True)], lr=0.1)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.1)
+    for _ in range(3):
+        opt.step()                       # (no gradient: nothing to update)
+        sched.step()
+    return float(opt.param_groups[0]["lr"])
+
+
+PREDICT_STEPLR_LR = Question(
+    grade_id="test_predict_steplr_lr",
+    name="predict_steplr_lr",
+    answer=_lr_after_three_steplr_steps,
+    rtol=0.05,
+    why=("StepLR multiplies group['lr'] by gamma once every step_size scheduler steps: "
+         "after 3 steps the epoch counter is 3 and the lr has been decayed 3 // 2 = 1 "
+         "time, 0.1 · 0.1 = 0.01 (the second decay comes at step 4)."),
+)
+
+#: The graded cells, in notebook order.
+EXERCISES = [DECAY_GROUPS, GET_MOMENTUM_BUFFER, PREDICT_SAVED_BUFFER, SGD_INIT, SGD_STEP,
+             SGD_STATE, SGD_CLASS, PREDICT_STEPLR_LR]
 
 
 def mistake_class(name: str) -> type:
