@@ -61,7 +61,7 @@ _IMPORTS = (ast.Import, ast.ImportFrom)
 class _Cell:
     """One notebook cell that defines something to save."""
 
-    def __init__(self, filename: str, source: str, order: float) -> None:
+    def __init__(self, filename: str, source: str, order: tuple[int, int]) -> None:
         self.filename, self.order = filename, order
         tree = ast.parse(source)
         self.stmts = list(tree.body)
@@ -159,7 +159,9 @@ def _function_of(obj: Any) -> types.FunctionType:
 
 
 def _cell_order() -> dict[str, int]:
-    """Execution count of every cell compiled by IPython (empty outside IPython)."""
+    """Execution count of every cell compiled by IPython (empty outside IPython;
+    cells run without storing history all share one count, and then the
+    order in which linecache first saw them decides)."""
     shell = getattr(builtins, "get_ipython", lambda: None)()
     return dict(getattr(getattr(shell, "compile", None), "_filename_map", {}) or {})
 
@@ -180,7 +182,7 @@ def _cell_of(fn: types.FunctionType, name: str, order: dict[str, int]) -> _Cell:
     cached = list(linecache.cache)
     try:
         cell = _Cell(filename, "".join(linecache.getlines(filename)),
-                     order.get(filename, cached.index(filename)))
+                     (order.get(filename, 0), cached.index(filename)))
     except SyntaxError as exc:
         raise ValueError(f"the cell that defines {name} does not parse: {exc}") from None
     if name not in cell.defined:
@@ -337,7 +339,8 @@ def load_learner_sgd(path: str | pathlib.Path = "../my_sgd.py", name: str = "SGD
             cls = getattr(module, name)
             _smoke_test(cls)
     except Exception as exc:  # noqa: BLE001 - any failure: say so and fall back
-        reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:120]
+        reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        reason = reason.splitlines()[0][:120]
         print(f"your {name} in {path} does not work yet ({reason}): {FALLBACK_NOTICE}")
         return SGD
     sys.modules["my_sgd"] = module

@@ -163,3 +163,19 @@ def test_broken_file_falls_back(tmp_path, capsys, source, reason):
     out = capsys.readouterr().out
     assert out.startswith(f"your SGD in {path} does not work yet ({reason}")
     assert out.endswith(f": {FALLBACK_NOTICE}\n") and out.count("\n") == 1
+
+
+def test_cells_run_without_history_keep_their_order(tmp_path, monkeypatch):
+    """nbval runs cells without storing history (one execution count for all):
+    the order in which the cells were first compiled decides."""
+    monkeypatch.chdir(tmp_path)
+    sh = InteractiveShell()
+    try:
+        for cell in ("import torch", HELPERS, OTHER, CLASS,
+                     "from course.notebook import save_definitions\n"
+                     "saved = save_definitions([SGD], 'my_sgd.py')"):
+            assert sh.run_cell(cell, store_history=False).success
+        assert sh.user_ns["saved"] == ["no_grad", "update", "SCALE", "SGD"]
+    finally:
+        sh.cleanup()
+        InteractiveShell.clear_instance()
