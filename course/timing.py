@@ -64,6 +64,7 @@ __all__ = [
     "count_ops",
     "profile_table",
     "sweep_step_times",
+    "slope",
     "plot_step_times",
     "plot_speedups",
 ]
@@ -400,6 +401,32 @@ def sweep_step_times(
         for name, med in t.medians.items():
             out[name].append(med)
     return out
+
+
+def slope(xs: Sequence[float], ys: Sequence[float]) -> float:
+    r"""The cost of one more ``x``: the median of the slopes between all pairs of points.
+
+    .. math::
+
+        \operatorname{median}_{i < j} \frac{y_j - y_i}{x_j - x_i}
+
+    (the Theil-Sen estimator). Unlike the slope between the first and the last
+    point, or a least-squares fit, one disturbed timing cannot move it much.
+
+    Args:
+        xs: at least two distinct values, e.g. numbers of tensors.
+        ys: the matching measurements, e.g. seconds per step.
+
+    Returns:
+        The slope, in units of ``ys`` per unit of ``xs``.
+    """
+    if len(xs) != len(ys):
+        raise ValueError(f"{len(xs)} xs for {len(ys)} ys")
+    pairs = [((ys[j] - ys[i]) / (xs[j] - xs[i]))
+             for i in range(len(xs)) for j in range(i + 1, len(xs)) if xs[j] != xs[i]]
+    if not pairs:
+        raise ValueError("need at least two distinct xs")
+    return statistics.median(pairs)
 
 
 def plot_step_times(xs: Sequence[float], times: Mapping[str, Sequence[float]], *,

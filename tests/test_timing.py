@@ -200,3 +200,17 @@ def test_plot_step_times_and_speedups():
     assert [x.get_text() for x in ax.get_xticklabels()] == ["small", "large"]
     with pytest.raises(ValueError, match="empty"):
         plot_speedups({})
+
+
+def test_slope_is_robust_to_one_disturbed_point():
+    from course.timing import slope
+
+    xs = [1, 2, 4, 8, 16, 32]
+    ys = [10 + 3 * x for x in xs]
+    assert slope(xs, ys) == 3
+    ys[-1] += 500                      # one timing hit by another process
+    assert abs(slope(xs, ys) - 3) < 1
+    with pytest.raises(ValueError):
+        slope([1, 1], [2, 3])
+    with pytest.raises(ValueError):
+        slope([1, 2], [2])

@@ -39,7 +39,7 @@ import torch._dynamo  # loaded now (the first optimizer loads it lazily)
 from torch import nn
 
 from course.data import iterate_minibatches, make_classification
-from course.exercises.spec import Case, Exercise, Mistake, Run
+from course.exercises.spec import Case, Exercise, Mistake, Question, Run
 from course.exercises.values import (
     FLOAT_TYPES,
     INT_TYPES,
@@ -1178,4 +1178,72 @@ LR_SWEEP = Exercise(
 )
 
 
-EXERCISES = [TRAIN_STEP, ACCURACY, EVALUATE, TRAIN_EPOCH, LR_SWEEP]
+
+# ----------------------------------------------------------------- predict, then run
+
+#: Module-level functions that compute right answers (besides the questions'
+#: answers): neutralized in the grading child (course.grading.probes.answer_keys).
+ANSWER_KEYS = ["_snippet_weights", "_untrained_val_loss"]
+
+#: The choices of PREDICT_MOMENTUM_FIRST_STEP.
+FIRST_STEP = ("bit-identical", "different")
+
+
+def _snippet_weights(momentum: float, steps: int) -> list[torch.Tensor]:
+    """The snippet's model (seed 0, 16 examples, lr = 0.01) after ``steps``
+    full-batch steps of torch.optim.SGD with this momentum."""
+    with _FORK_RNG(devices=[]):
+        _MANUAL_SEED(0)
+        model = nn.Sequential(nn.Linear(10, 5), nn.ReLU(), nn.Linear(5, 1))
+        inputs, targets = torch.randn(16, 10), torch.randn(16, 1)
+        optimizer = _SGD(model.parameters(), lr=0.01, momentum=momentum)
+        for _ in range(steps):
+            optimizer.zero_grad()
+            _MSE()(model(inputs), targets).backward()
+            optimizer.step()
+        return [p.detach().clone() for p in model.parameters()]
+
+
+def _first_step_answer() -> str:
+    same = all(torch.equal(a, b) for a, b in zip(_snippet_weights(0.9, 1),
+                                                 _snippet_weights(0.0, 1)))
+    return FIRST_STEP[0] if same else FIRST_STEP[1]
+
+
+PREDICT_MOMENTUM_FIRST_STEP = Question(
+    grade_id="test_predict_momentum_first_step",
+    name="predict_momentum_first_step",
+    answer=_first_step_answer,
+    choices=FIRST_STEP,
+    why=("torch starts the momentum buffer at the gradient, b_1 = g_1 (lesson 4), so the "
+         "first step is θ_1 = θ_0 - η g_1 whatever μ is: the same operations on the same "
+         "numbers, bit for bit. From the second step on, b_2 = μ b_1 + g_2 differs."),
+)
+
+
+def _untrained_val_loss() -> float:
+    """Cross-entropy of make_mlp(64, 32, 10, seed=0) on the digits' validation set."""
+    from course.data import load_digits
+
+    data = load_digits()
+    with _FORK_RNG(devices=[]), torch.no_grad():
+        model = make_mlp(64, 32, 10, seed=0)
+        return float(_CE()(model(data.X_val), data.y_val))
+
+
+PREDICT_UNTRAINED_LOSS = Question(
+    grade_id="test_predict_untrained_loss",
+    name="predict_untrained_loss",
+    answer=_untrained_val_loss,
+    atol=0.25,
+    why=("the default initial weights give logits that differ by only a few tenths, so the "
+         "softmax gives every class a probability near 1/10 and each example costs about "
+         "-log(1/10) = ln 10 ≈ 2.30. Logits unrelated to the labels can only raise the "
+         "average (log-sum-exp is at least the mean logit + ln 10): 2.36 here. A loss far "
+         "from ln 10 before training points to a bug (labels, loss, or the last layer)."),
+)
+
+
+#: The graded cells, in notebook order.
+EXERCISES = [PREDICT_MOMENTUM_FIRST_STEP, TRAIN_STEP, ACCURACY, EVALUATE,
+             PREDICT_UNTRAINED_LOSS, TRAIN_EPOCH, LR_SWEEP]

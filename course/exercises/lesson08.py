@@ -42,7 +42,7 @@ from torch import Tensor
 
 from course.exercises.sgd_mistakes import source_names
 from course.exercises.inputs import isolated
-from course.exercises.spec import CheckFailure, Case, Exercise, Mistake, Run, run_case
+from course.exercises.spec import CheckFailure, Case, Exercise, Mistake, Question, Run, run_case
 from course.exercises.values import (
     COURSE_SGD,
     TORCH_SGD,
@@ -57,7 +57,7 @@ from course.exercises.values import (
 )
 from course.floating_point import max_ulp_distance
 from course.optim import SGD as CourseSGD
-from course.timing import count_ops
+from course.timing import count_ops, params_with_grads
 
 #: Observations use the builtins as they were before the learner's code ran.
 __builtins__ = dict(vars(builtins))
@@ -1620,4 +1620,61 @@ FOREACH_SGD = Exercise(
 )
 
 
-EXERCISES = [STEP_OP_COUNTS, GROUP_BY_DEVICE_AND_DTYPE, FOREACH_SGD_UPDATE, FOREACH_SGD]
+
+# ----------------------------------------------------------------- predict, then run
+
+#: Module-level functions that compute right answers (besides the questions'
+#: answers): neutralized in the grading child (course.grading.probes.answer_keys).
+ANSWER_KEYS = ["_later_step_ops"]
+
+_TORCH_SGD = torch.optim.SGD
+_LINEAR = torch.nn.Linear
+
+
+def _later_step_ops(**options: Any) -> Counter:
+    """The ops of a later step (buffers exist) of torch.optim.SGD(lr=0.01,
+    momentum=0.9, **options) on lesson 8's 50 x Linear(64, 64)."""
+    params = params_with_grads(lambda: [_LINEAR(64, 64) for _ in range(50)])
+    opt = _TORCH_SGD(params, lr=0.01, momentum=0.9, **options)
+    opt.step()
+    return count_ops(opt.step)
+
+
+PREDICT_STEP_OPS = Question(
+    grade_id="test_predict_step_ops",
+    name="predict_step_ops",
+    answer=lambda: sum(_later_step_ops(foreach=False).values()),
+    unit="ops",
+    why=("a later momentum step runs three ops per tensor, buf.mul_(momentum), "
+         "buf.add_(g, alpha=1 - dampening) and p.add_(buf, alpha=-lr) (g itself is p.grad, "
+         "no op): 3 × 100 tensors = 300 ops, each paying the fixed cost of a call."),
+)
+
+#: The choices of PREDICT_DEFAULT_PATH.
+PATHS = ("the for-loop", "foreach", "fused")
+
+
+def _default_path() -> str:
+    """Which path torch.optim.SGD takes on CPU tensors without foreach= or fused=."""
+    ops = _later_step_ops()
+    if any(name.startswith("_fused") for name in ops):
+        return PATHS[2]
+    return PATHS[1] if any(name.startswith("_foreach") for name in ops) else PATHS[0]
+
+
+PREDICT_DEFAULT_PATH = Question(
+    grade_id="test_predict_default_path",
+    name="predict_default_path",
+    answer=_default_path,
+    choices=PATHS,
+    why=("with foreach=None and fused=None, torch picks foreach only when every parameter "
+         "is on a device of its foreach list (CUDA, XPU, MTIA, a custom backend), never for "
+         "CPU tensors, whose foreach ops just loop over the tensors in C++: on a CPU the "
+         "default is the for-loop (300 ops here). Fused is never the default for SGD: you "
+         "ask for it with fused=True."),
+)
+
+
+#: The graded cells, in notebook order.
+EXERCISES = [PREDICT_STEP_OPS, PREDICT_DEFAULT_PATH, STEP_OP_COUNTS, GROUP_BY_DEVICE_AND_DTYPE,
+             FOREACH_SGD_UPDATE, FOREACH_SGD]
