@@ -1,16 +1,16 @@
 r"""Torch's SGD update rule, written out for one tensor (and for a list of them).
 
-With :math:`\gamma` the learning rate, :math:`\mu` momentum, :math:`\tau`
-dampening, :math:`\lambda` weight decay and :math:`s = -1` if ``maximize``
-else :math:`+1`, one step for a parameter :math:`\theta` with gradient
-:math:`\nabla` is
+With :math:`\gamma` the learning rate, :math:`\beta` momentum (torch's
+documentation writes :math:`\mu`), :math:`\tau` dampening, :math:`\lambda`
+weight decay and :math:`s = -1` if ``maximize`` else :math:`+1`, one step for
+a parameter :math:`\theta` with gradient :math:`\nabla` is
 
 .. math::
 
     g &\leftarrow s\,\nabla + \lambda\,\theta \\
     b &\leftarrow g \quad \text{on this parameter's first step, else}
-        \quad b \leftarrow \mu\, b + (1 - \tau)\, g \\
-    d &\leftarrow g + \mu\, b \ \text{(nesterov)} \quad\text{else}\quad d \leftarrow b \\
+        \quad b \leftarrow \beta\, b + (1 - \tau)\, g \\
+    d &\leftarrow g + \beta\, b \ \text{(nesterov)} \quad\text{else}\quad d \leftarrow b \\
     \theta &\leftarrow \theta - \gamma\, d
 
 The momentum buffer :math:`b` starts as a *copy of the gradient*, not as zeros,
@@ -55,10 +55,10 @@ def sgd_update(
         momentum_buffer: the buffer :math:`b` from the previous step, or
             ``None`` on this parameter's first step.
         lr: learning rate :math:`\gamma` (float or 1-element tensor).
-        momentum: momentum factor :math:`\mu` (default: 0).
+        momentum: momentum factor :math:`\beta` (default: 0).
         dampening: dampening :math:`\tau`, used from the second step on (default: 0).
         weight_decay: L2 penalty :math:`\lambda`, folded into the gradient (default: 0).
-        nesterov: use Nesterov momentum :math:`d = g + \mu b` (default: False).
+        nesterov: use Nesterov momentum :math:`d = g + \beta b` (default: False).
         maximize: ascend instead of descend by negating the gradient (default: False).
 
     Returns:

@@ -87,7 +87,7 @@ def sgd_update(param, grad, momentum_buffer, *, lr, momentum=0, dampening=0,
 
 @pytest.mark.parametrize("wrong, pattern", [
     # swapped, written with torch's fused add (float32 bits differ from the
-    # catalogued buf + μ·g: named through the rounding-tolerant match)
+    # catalogued buf + β·g: named through the rounding-tolerant match)
     (lambda g, b, m: b.add(g, alpha=m), r"swapped the roles"),
 ])
 def test_nesterov_direction_mistakes(wrong, pattern):

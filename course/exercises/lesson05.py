@@ -4,11 +4,11 @@ Torch's order (maximize → weight decay → momentum → nesterov → −lr), w
 $s = -1$ under ``maximize``:
 
 $$g = s\,\nabla + \lambda\theta,\quad
-b = \begin{cases} g & \text{first step} \\ \mu b + (1-\tau) g & \text{later}\end{cases},\quad
-d = \begin{cases} g + \mu b & \text{nesterov} \\ b & \text{else}\end{cases},\quad
+b = \begin{cases} g & \text{first step} \\ \beta b + (1-\tau) g & \text{later}\end{cases},\quad
+d = \begin{cases} g + \beta b & \text{nesterov} \\ b & \text{else}\end{cases},\quad
 \theta \leftarrow \theta - \gamma d .$$
 
-- ``nesterov_direction`` -- $d = g + \mu b$ with the NEW buffer.
+- ``nesterov_direction`` -- $d = g + \beta b$ with the NEW buffer.
 - ``decayed_gradient`` -- the first two lines, $g = s\nabla + \lambda\theta$.
 - ``ulp_distance`` -- the distance between two floats in ulps (exact, int64).
 - ``sgd_update`` -- the whole rule, bit for bit with ``torch.optim.SGD``, over
@@ -203,7 +203,7 @@ def _how(runs: list[tuple[Run, Run]]) -> bool:
 # --------------------------------------------------------------------------
 
 def nesterov_direction(g: Tensor, buf: Tensor, momentum: float) -> Tensor:
-    r"""Torch's Nesterov direction $d = g + \mu\,b$ (``buf`` is the NEW buffer)."""
+    r"""Torch's Nesterov direction $d = g + \beta\,b$ (``buf`` is the NEW buffer)."""
     return g.add(buf, alpha=momentum)
 
 
@@ -263,34 +263,34 @@ def _nesterov_passed(runs: list[tuple[Run, Run]]) -> str:
            "to rounding (g.add(buf, alpha=momentum) is bit-exact: see the "
            "floating-point section)")
     return (f"nesterov_direction: {len(runs)} cases (float32/float64, 0-d to 2-D, momentum 0 "
-            f"to 0.99) match d = g + μ·buf {how}; g and buf unchanged")
+            f"to 0.99) match d = g + β·buf {how}; g and buf unchanged")
 
 
 _NESTEROV_MISTAKES = [
     Mistake("nesterov_swapped",
-            "you swapped the roles: torch's direction is g + μ·buf (the "
-            "gradient plus μ times the buffer), not buf + μ·g.",
+            "you swapped the roles: torch's direction is g + β·buf (the "
+            "gradient plus β times the buffer), not buf + β·g.",
             lambda g, buf, momentum: buf + momentum * g),
     Mistake("nesterov_ignored",
             "that is plain heavy-ball momentum (d = buf). Nesterov looks one "
-            "step further: d = g + μ·buf.",
+            "step further: d = g + β·buf.",
             lambda g, buf, momentum: buf.clone()),
     Mistake("nesterov_expanded_old_buffer",
-            "`buf` is already the NEW buffer b_t = μ·b_(t−1) + g, so "
-            "d = g + μ·buf; the expanded form (1 + μ)·g + μ²·b uses the OLD "
+            "`buf` is already the NEW buffer b_t = β·b_(t−1) + g, so "
+            "d = g + β·buf; the expanded form (1 + β)·g + β²·b uses the OLD "
             "buffer, which this function does not get.",
             lambda g, buf, momentum: (1 + momentum) * g + momentum * momentum * buf),
     Mistake("nesterov_wrong_sign",
-            "wrong sign: d = g + μ·buf (the minus comes later, θ − lr·d).",
+            "wrong sign: d = g + β·buf (the minus comes later, θ − lr·d).",
             lambda g, buf, momentum: g - momentum * buf),
     Mistake("nesterov_momentum_factor_missing",
-            "you forgot the momentum factor: d = g + μ·buf, not g + buf.",
+            "you forgot the momentum factor: d = g + β·buf, not g + buf.",
             lambda g, buf, momentum: g + buf),
     Mistake("nesterov_gradient_missing",
-            "you forgot the gradient: d = g + μ·buf, not μ·buf.",
+            "you forgot the gradient: d = g + β·buf, not β·buf.",
             lambda g, buf, momentum: momentum * buf),
     Mistake("nesterov_sum_scaled",
-            "you scaled the whole sum: d = g + μ·buf, not μ·(g + buf).",
+            "you scaled the whole sum: d = g + β·buf, not β·(g + buf).",
             lambda g, buf, momentum: momentum * (g + buf)),
 ]
 
@@ -301,7 +301,7 @@ NESTEROV_DIRECTION = Exercise(
     cases=_nesterov_cases(),
     observe=_nesterov_observe,
     passed="nesterov_direction: 5 cases (float32/float64, 0-d to 2-D, momentum 0 "
-           "to 0.99) match d = g + μ·buf bit for bit, as torch; g and buf unchanged",
+           "to 0.99) match d = g + β·buf bit for bit, as torch; g and buf unchanged",
     passed_text=_nesterov_passed,
     hidden=_nesterov_hidden,
     rtol=1e-12, atol=1e-12,
@@ -1134,8 +1134,8 @@ PREDICT_DECAY_ORDER = Question(
     choices=DECAY_ORDERS,
     why=("on step 1 torch's buffer is a copy of g = grad + λθ₀ and the other rule's "
          "direction is buf + λθ₀ = grad + λθ₀: the same `add` on the same inputs, so the "
-         "same bits. On step 2 torch's buffer still holds μλθ₀ from step 1 and the other "
-         "one does not, so θ₂ differs by γμλθ₀ = 0.009·θ₀: a real difference, not rounding."),
+         "same bits. On step 2 torch's buffer still holds βλθ₀ from step 1 and the other "
+         "one does not, so θ₂ differs by γβλθ₀ = 0.009·θ₀: a real difference, not rounding."),
 )
 
 

@@ -6,8 +6,8 @@ Torch's rule for one tensor, with $s = -1$ under ``maximize`` (else $+1$):
 
     g &\leftarrow s\,\nabla + \lambda\,\theta \\
     b &\leftarrow \operatorname{clone}(g) \ \text{(first step)} \quad\text{else}\quad
-        b \leftarrow \mu\, b + (1 - \tau)\, g \\
-    d &\leftarrow g + \mu\, b \ \text{(nesterov)} \quad\text{else}\quad d \leftarrow b \\
+        b \leftarrow \beta\, b + (1 - \tau)\, g \\
+    d &\leftarrow g + \beta\, b \ \text{(nesterov)} \quad\text{else}\quad d \leftarrow b \\
     \theta &\leftarrow \theta - \gamma\, d
 
 Each :class:`Mistake` is ``(name, diagnosis, update)``: ``update`` has the
@@ -83,12 +83,12 @@ _FIRST_DAMPENED = (
     "buf.mul_(momentum).add_(g, alpha=1 - dampening).")
 _ZERO_START = (
     "your momentum buffer started at zeros, so the first buffer is "
-    "μ·0 + (1 − τ)·g = (1 − τ)·g. Torch does not start from zeros: when "
+    "β·0 + (1 − τ)·g = (1 − τ)·g. Torch does not start from zeros: when "
     "momentum_buffer is None the buffer is a copy of the gradient, "
     "`buf = g.clone()` (no dampening on that step).")
 _FIRST_TWICE = (
     "on the first step you set buf = g.clone() AND then applied the update "
-    "buf.mul_(momentum).add_(g, ...), so the first buffer is μ·g + (1 − τ)·g. "
+    "buf.mul_(momentum).add_(g, ...), so the first buffer is β·g + (1 − τ)·g. "
     "The clone IS the first buffer: use if/else, `if buf is None: buf = "
     "g.clone()` `else: buf.mul_(momentum).add_(g, alpha=1 - dampening)`.")
 _NO_DAMPENING = (
@@ -103,11 +103,11 @@ _EMA = (
     "alpha=1 - dampening), so with dampening = 0 it adds the whole gradient.")
 _LR_IN_BUFFER = (
     "the learning rate is inside your buffer (the 'velocity' convention "
-    "v = μ·v + lr·g, θ − v). Torch keeps lr outside: the buffer holds "
-    "gradients, b = μ·b + (1 − τ)·g, and the step is θ − lr·d.")
+    "v = β·v + lr·g, θ − v). Torch keeps lr outside: the buffer holds "
+    "gradients, b = β·b + (1 − τ)·g, and the step is θ − lr·d.")
 _STEP_WITH_GRAD = (
     "with momentum you stepped with the gradient g instead of the buffer: "
-    "d = buf (or g + μ·buf with nesterov), then param.add_(d, alpha=-lr).")
+    "d = buf (or g + β·buf with nesterov), then param.add_(d, alpha=-lr).")
 _DECAY_AFTER = (
     "you added weight decay after momentum (to the step, not to the gradient). "
     "Torch folds it into the gradient FIRST, g = grad + λ·θ, so the decay goes "
@@ -133,15 +133,15 @@ _MAXIMIZE_IGNORED = (
     "maximize is ignored: with maximize=True torch ascends by negating the "
     "gradient first, `g = -grad` (out of place), before weight decay.")
 _NESTEROV_OLD = (
-    "your Nesterov direction used the OLD buffer, g + μ·b_(t−1), which is just "
+    "your Nesterov direction used the OLD buffer, g + β·b_(t−1), which is just "
     "the heavy-ball buffer b_t again. Torch updates the buffer first and then "
-    "uses the NEW one: d = g + μ·b_t = (1 + μ)·g + μ²·b_(t−1), "
+    "uses the NEW one: d = g + β·b_t = (1 + β)·g + β²·b_(t−1), "
     "`d = g.add(buf, alpha=momentum)` after buf.mul_(momentum).add_(g, ...).")
 _NESTEROV_IGNORED = (
     "nesterov is ignored: with nesterov=True the step direction is "
-    "d = g + μ·buf (with the updated buffer), `d = g.add(buf, alpha=momentum)`.")
+    "d = g + β·buf (with the updated buffer), `d = g.add(buf, alpha=momentum)`.")
 _NESTEROV_SWAPPED = (
-    "your Nesterov direction is buf + μ·g; torch's is g + μ·buf, "
+    "your Nesterov direction is buf + β·g; torch's is g + β·buf, "
     "`d = g.add(buf, alpha=momentum)`.")
 _ROUND_STEP = (
     "your result agrees to {ulp} ulp but not bit for bit: torch computes "
