@@ -38,7 +38,7 @@ class SGD(torch.optim.Optimizer):
             dicts defining parameter groups.
         lr: learning rate :math:`\gamma`, a float or a 1-element tensor
             (default: 1e-3).
-        momentum: momentum factor :math:`\mu` (default: 0).
+        momentum: momentum factor :math:`\beta` (default: 0).
         dampening: dampening :math:`\tau` for momentum (default: 0).
         weight_decay: L2 penalty :math:`\lambda` (default: 0).
         nesterov: enables Nesterov momentum (default: False).

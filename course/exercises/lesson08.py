@@ -707,7 +707,7 @@ def _diagnosis_fma(hint: str) -> Callable[[Run], str]:
     return text
 
 
-_ZERO_START = ("your first-step buffers started from zeros: b = μ·0 + (1 − τ)·g. Torch "
+_ZERO_START = ("your first-step buffers started from zeros: b = β·0 + (1 − τ)·g. Torch "
                "does not start from zeros: a missing buffer becomes a COPY of the "
                "gradient, `bufs[i] = grads[i].detach().clone()` (no dampening).")
 _FIRST_DAMPENED = ("you applied dampening on the first step, b = (1 − τ)·g. A missing "
@@ -1022,7 +1022,7 @@ FOREACH_SGD_UPDATE = Exercise(
             "`grads = torch._foreach_add(grads, params, alpha=weight_decay)` first."),
             _wrong_update("weight_decay_after_momentum")),
         Mistake("nesterov_ignored", (
-            "you ignored nesterov: the direction is d = g + μ·b "
+            "you ignored nesterov: the direction is d = g + β·b "
             "(`torch._foreach_add(grads, bufs, alpha=momentum)`), not b."),
             _wrong_update("nesterov_ignored")),
         Mistake("step_with_old_buffer", (
@@ -1030,11 +1030,11 @@ FOREACH_SGD_UPDATE = Exercise(
             "step with the new ones."), _wrong_update("step_with_old_buffer")),
         Mistake("buffer_ignores_dampening", (
             "you ignored dampening: from the second step on "
-            "b = μ·b + (1 − τ)·g, `torch._foreach_add_(bufs, grads, alpha=1 - dampening)`."),
+            "b = β·b + (1 − τ)·g, `torch._foreach_add_(bufs, grads, alpha=1 - dampening)`."),
             _wrong_update("buffer_ignores_dampening")),
         Mistake("ema_buffer", (
             "you scaled the gradient by (1 − momentum); torch uses (1 − dampening): "
-            "b = μ·b + (1 − τ)·g."), _wrong_update("ema_buffer")),
+            "b = β·b + (1 − τ)·g."), _wrong_update("ema_buffer")),
         Mistake("buffer_not_decayed", (
             "you forgot to multiply the old buffers by momentum: "
             "`torch._foreach_mul_(bufs, momentum)` before adding the gradients."),
@@ -1047,7 +1047,7 @@ FOREACH_SGD_UPDATE = Exercise(
             _wrong_update("restart_mixed_buffers")),
         Mistake("restart_all_buffers", (
             "you restarted every buffer from the gradient: clone only where the "
-            "buffer is None; existing buffers are updated, b = μ·b + (1 − τ)·g."),
+            "buffer is None; existing buffers are updated, b = β·b + (1 − τ)·g."),
             _wrong_update("restart_all_buffers")),
         Mistake("moved_uphill", (
             "your update moved the parameters uphill: add d with alpha=-lr, "
