@@ -1216,8 +1216,8 @@ PREDICT_MOMENTUM_FIRST_STEP = Question(
     answer=_first_step_answer,
     choices=FIRST_STEP,
     why=("torch starts the momentum buffer at the gradient, b_1 = g_1 (lesson 4), so the "
-         "first step is θ_1 = θ_0 - η g_1 whatever μ is: the same operations on the same "
-         "numbers, bit for bit. From the second step on, b_2 = μ b_1 + g_2 differs."),
+         "first step is θ_1 = θ_0 - η g_1 whatever β is: the same operations on the same "
+         "numbers, bit for bit. From the second step on, b_2 = β b_1 + g_2 differs."),
 )
 
 
