@@ -105,4 +105,5 @@ clean:
 execute: $(STAMP)
 	@test -n "$(NB)" || { echo "usage: make execute NB=solutions/NN-name/NN-name.ipynb"; exit 2; }
 	cd $(dir $(NB)) && $(CURDIR)/$(BIN)/jupyter nbconvert --to notebook --execute --inplace \
-	  --ExecutePreprocessor.record_timing=False --ExecutePreprocessor.timeout=120 $(notdir $(NB))
+	  --ExecutePreprocessor.record_timing=False --ExecutePreprocessor.store_widget_state=False \
+	  --ExecutePreprocessor.timeout=120 $(notdir $(NB))

@@ -80,6 +80,8 @@ def test_student_version_is_stored_without_outputs(a):
     assert all(c.get("outputs", []) == [] and c.execution_count is None for c in code), \
         "student notebooks are stored without outputs"
     assert grade_cells(stored), f"{a}: no test cells in the student notebook"
+    # no widget state (random model ids) carried to learners and back in submissions
+    assert set(stored.metadata) <= {"kernelspec", "language_info"}, sorted(stored.metadata)
 
 
 def _generated(tmp: pathlib.Path) -> None:
