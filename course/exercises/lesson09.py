@@ -113,7 +113,7 @@ def _sched_diagnose(got: Run, expected: Run) -> str | None:
     a, b = got.result[0], expected.result[0]
     t = next(i for i, (x, y) in enumerate(zip(a, b)) if x != y)
     if type(a[t]) is float and abs(a[t] - b[t]) <= 1e-12 * abs(b[t]):
-        return (first + " (a few ulps): follow torch's arithmetic, the recursive "
+        return (first + " (in the last bits): follow torch's arithmetic, the recursive "
                 "formulas on group['lr'] (Hint 2), not a closed form.")
     where = "warm-up" if t < warmup else "cosine phase"
     return first + f" (in the {where})."
@@ -236,8 +236,8 @@ WARMUP_COSINE = Exercise(
                 _EpochFromStart),
         Mistake("closed_form",
                 "close, but not bit for bit: torch's LinearLR and CosineAnnealingLR "
-                "update group['lr'] recursively (Hint 2); the closed forms round "
-                "differently by a few ulps.",
+                "update group['lr'] recursively (Hint 2); the closed forms differ "
+                "from them in the last bit at some steps.",
                 _ClosedForm),
         Mistake("lr_in_defaults",
                 "the learning rate never reaches the param groups: optimizer.defaults "
@@ -329,7 +329,7 @@ _OC_CASES = [(0, 100, 0.1), (29, 100, 0.1), (30, 100, 0.1), (64, 100, 0.1), (99,
 
 def _oc_hidden(rng: np.random.Generator) -> Iterator[Case]:
     for _ in range(6):
-        total = int(rng.integers(10, 200))
+        total = int(rng.integers(20, 200))
         args = (int(rng.integers(0, total)), total, float(rng.uniform(0.01, 2.0)),
                 float(rng.uniform(0.1, 0.6)), float(rng.uniform(5.0, 50.0)),
                 float(10 ** rng.uniform(1, 5)), float(rng.uniform(0.7, 0.85)),
@@ -392,8 +392,8 @@ PREDICT_PEAK_MOMENTUM = Question(
     choices=PEAK_CHOICES,
     why=("OneCycleLR moves the momentum opposite to the lr: at the lr peak (step "
          "pct_start·total_steps - 1) it is base_momentum, the low end. A large lr with a "
-         "large momentum would take steps of about lr/(1 - momentum): lowering the "
-         "momentum keeps the effective step in check."),
+         "large momentum would move the weights by about lr·g/(1 - momentum) per step "
+         "for a steady gradient g: lowering the momentum keeps that in check."),
 )
 
 
@@ -603,8 +603,9 @@ PREDICT_SCALING_BREAK = Question(
          "L ≈ 2.2, so lr·k crosses the stability limit 2/L ≈ 0.91 between k = 16 "
          "(0.48) and k = 32 (0.96): there even the full-batch step overshoots along "
          "the steepest direction, and no warm-up saves it. Below, batches k times "
-         "larger average the noise k times better, which pays for the k times larger "
-         "lr: the floor, set by lr/B, stays put (it creeps up as lr·k nears 2/L)."),
+         "larger cut the variance of the gradient noise by k, which pays for the k "
+         "times larger lr: the floor, set by lr/B, stays about put (it creeps up as "
+         "lr·k nears 2/L)."),
 )
 
 #: The graded cells, in notebook order.
