@@ -95,6 +95,14 @@ def _sched_label(base: float, warmup: int, total: int, sf: float, eta_min: float
             f"eta_min={eta_min}, saved and loaded at step {cut}")
 
 
+def _sched_show(run: Run) -> str:
+    """The learning rates of a run, rounded, the first 12 (the diagnosis gives the
+    first different one exactly)."""
+    lrs = run.result[0]
+    shown = ", ".join(f"{x:.4g}" if type(x) is float else str(x) for x in lrs[:12])
+    return f"learning rates [{shown}{', ...' if len(lrs) > 12 else ''}] (rounded)"
+
+
 def _first_diff(got: Run, expected: Run) -> str | None:
     a, b = got.result[0], expected.result[0]
     for t, (x, y) in enumerate(zip(a, b)):
@@ -215,6 +223,7 @@ WARMUP_COSINE = Exercise(
     cases=[Case(_sched_label(*a), a) for a in _SCHED_CASES],
     observe=_sched_observe,
     call=_run_schedule,
+    show=_sched_show,
     passed=("WarmupCosine: 4 whole runs (saved and loaded mid-run) give the learning "
             "rates of torch's SequentialLR(LinearLR, CosineAnnealingLR) bit for bit, "
             "and the same parameters"),
