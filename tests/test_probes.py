@@ -129,6 +129,7 @@ CHEATS = {
     "06-optimizer-class": ("get_momentum_buffer", {"test_get_momentum_buffer"}),
     "07-training": ("lr_sweep", {"test_lr_sweep"}),
     "08-fast-sgd": ("step_op_counts", {"test_step_op_counts"}),
+    "09-learning-rate-schedules": ("suggest_lr", {"test_suggest_lr"}),
 }
 
 
