@@ -178,7 +178,7 @@ def _read_scores(root: pathlib.Path) -> dict[str, dict[str, dict[str, object]]]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:
-            for assignment in (L01, L05):
+            for assignment in ms.CLASS:
                 for sub in gb.assignment_submissions(assignment):
                     nb = sub.notebooks[0]
                     out.setdefault(assignment, {})[sub.student.id] = {
@@ -270,7 +270,7 @@ def course() -> Course:
     secret_process = _plant_secrets(home)
     c = Course(root, home, _env(home), {}, {}, {}, {})
     try:
-        for assignment in (L01, L05):
+        for assignment in ms.CLASS:
             proc = c.nbgrader("generate_assignment", assignment, "--force")
             assert proc.returncode == 0, proc.stderr[-3000:]
         assert (root / "gradebook.db").is_file()
@@ -294,11 +294,11 @@ def course() -> Course:
         # that run into it (the same code path, minutes less).
         slow = [s for s in SLOW if s in CLASS[L01]]
         serial = [s for s in SERIAL if s in CLASS[L01]]
-        proc = c.course("grade", L01, L05, "--jobs", "3",
+        proc = c.course("grade", *ms.CLASS, "--jobs", "3",
                         *[f"--exclude={s}" for s in serial + slow])
         assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
         c.survivors = _daemons(root)
-        for assignment in (L01, L05):
+        for assignment in ms.CLASS:
             early = [s for s in CLASS[assignment] if s not in serial]
             if len(early) < len(CLASS[assignment]):
                 c.nbgrader("autograde", assignment, "--force",
@@ -308,7 +308,7 @@ def course() -> Course:
                        f"--Execute.timeout={LOOP_CELL_TIMEOUT}",
                        f"--ReVerify.timeout={LOOP_REVERIFY_TIMEOUT}")
         c.scores = _read_scores(root)
-        for assignment in (L01, L05):
+        for assignment in ms.CLASS:
             c.nbgrader("generate_feedback", assignment, "--force")
         proc = c.nbgrader("export", "--to", str(root / "grades.csv"))
         assert proc.returncode == 0, proc.stderr[-3000:]
@@ -358,7 +358,7 @@ def test_release_has_no_solutions_or_hidden_tests(course):
     """Hidden cases live in the probes (drawn per verification), never in a
     notebook: no test cell holds hidden tests, so the kernel runs only public
     code (a kernel can print its own input history)."""
-    for assignment in (L01, L05):
+    for assignment in ms.CLASS:
         text = (course.root / "notebooks" / assignment / f"{assignment}.ipynb").read_text()
         assert "BEGIN SOLUTION" not in text and "BEGIN HIDDEN TESTS" not in text
         assert not any(line in text for line in _solution_lines(assignment))
@@ -371,7 +371,7 @@ def test_release_has_no_solutions_or_hidden_tests(course):
 
 def test_the_kernel_ran_only_public_test_code(course):
     """Every test cell of every autograded notebook is the release's."""
-    for assignment in (L01, L05):
+    for assignment in ms.CLASS:
         public = ms.cells_by_id(ms.read(course.root / "notebooks" / assignment /
                                         f"{assignment}.ipynb"))
         for path in (course.root / "autograded").glob(f"*/{assignment}/{assignment}.ipynb"):
@@ -408,7 +408,7 @@ def test_exact_scores(course, assignment, kind):
 
 
 def test_correct_work_gets_full_marks(course):
-    for assignment in (L01, L05):
+    for assignment in ms.CLASS:
         got = course.scores[assignment][FRIEND]
         assert all(got["auto"][g] == p for g, p in ms.EXPECTED[assignment][FRIEND].items())
         assert got["score"] == sum(ms.points(assignment)[0].values())
@@ -497,7 +497,7 @@ def test_no_process_outlives_its_kernel(course):
 
 def _feedback(course: Course) -> list[pathlib.Path]:
     files = sorted((course.root / "feedback").glob("*/*/*.html"))
-    for assignment in (L01, L05):
+    for assignment in ms.CLASS:
         assert (course.root / "feedback" / FRIEND / assignment / f"{assignment}.html") in files
     return files
 
@@ -550,7 +550,7 @@ def test_export_csv_matches_the_gradebook(course):
     for assignment, students in course.scores.items():
         for student, info in students.items():
             assert got[assignment, student] == (info["score"], info["max_score"])
-    for assignment in (L01, L05):
+    for assignment in ms.CLASS:
         auto, manual = ms.points(assignment)
         assert got[assignment, FRIEND] == (sum(auto.values()), sum(auto.values()) + manual)
     assert got[L01, "badjson"][0] == 0.0
