@@ -106,7 +106,7 @@ def test_lesson01_lr_slider(solve, notebook_page, learner_lab):
 
 
 @pytest.mark.parametrize("solve", [True, False], ids=["solved", "stub"])
-def test_lesson04_gamma_beta_sliders(solve, notebook_page, learner_lab):
+def test_lesson04_gamma_beta_sliders(solve, notebook_page, learner_lab, screenshots):
     page = notebook_page
     cell, static, text = _run_to_explorer(page, learner_lab, L04, solve)
     assert "γ = 0.040, β = 0.70: computed rate 0.8367" in text
@@ -125,4 +125,7 @@ def test_lesson04_gamma_beta_sliders(solve, notebook_page, learner_lab):
     # 0.011 (tests/test_explorers.py)
     assert measured == pytest.approx(computed, abs=0.02)
     assert ("not implemented yet" in shown) is (not solve)
+    shot = screenshots / f"explorer-04-{'solved' if solve else 'stub'}.png"
+    cell.screenshot(path=str(shot))
+    print(f"lesson-04 explorer after the slider moved: {shot}")
     learner_lab.shutdown_kernels()
