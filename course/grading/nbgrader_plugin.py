@@ -263,3 +263,6 @@ def configure(c: Any) -> None:
         GetGrades, ClearHiddenTests, ShortTracebacks, CSSHTMLHeaderPreprocessor]
     # Nothing a submission wrote may run in a browser (formgrader, feedback): course.grading.render.
     configure_rendering(c)
+    # zip_collect: Canvas and Moodle downloads; collecting nothing is an error.
+    from course.grading.collect import install as install_collect
+    install_collect(c)
