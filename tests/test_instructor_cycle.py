@@ -196,8 +196,12 @@ def test_readme_instructor_cycle(course):
         rows = {r["student_id"]: r for r in csv.DictReader(fh)}
     assert {s: (float(r["score"]), float(r["max_score"])) for s, r in rows.items()} == \
         {s: (expected[s], max_score) for s in CLASS}
-    for sid in CLASS:
+    points = {**ms.points(LESSON)[0], WRITTEN: ms.points(LESSON)[1]}
+    for sid, (kind, manual) in CLASS.items():
         html = (course / "feedback" / sid / LESSON / f"{LESSON}.html").read_text()
-        assert re.findall(r"Score: ([\d.]+) / ([\d.]+)", html)[0] == \
-            (f"{expected[sid]:g}", f"{max_score:g}") or \
-            f"{expected[sid]:.1f} / {max_score:.1f}" in html, sid
+        assert f"{LESSON} (Score: {expected[sid]:.1f} / {max_score:.1f})" in html, sid
+        cells = dict(re.findall(r'<li><a href="#(\w+)">[\w -]+</a> \(Score: ([\d.]+) / [\d.]+\)</li>',
+                                html))
+        scores = {**ms.EXPECTED[LESSON][kind], WRITTEN: manual or 0.0}
+        assert cells == {gid: f"{float(scores[gid]):.1f}" for gid in points}, sid
+        assert "still need" not in html and "BEGIN SOLUTION" not in html
