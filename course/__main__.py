@@ -53,6 +53,8 @@ def _parser() -> argparse.ArgumentParser:
                        help="notebooks graded at once (default: cores)")
     grade.add_argument("--exclude", action="append", default=[], metavar="STUDENT",
                        help="a student not to grade now (repeatable)")
+    grade.add_argument("--force", action="store_true",
+                       help="regrade every submission (default: new and changed ones only)")
     report = sub.add_parser("report", help="summarise an autograded assignment")
     report.add_argument("assignment")
     report.add_argument("--png", default=None, help="histogram path (default: reports/<id>-totals.png)")
@@ -96,14 +98,17 @@ def _grade(args: argparse.Namespace) -> int:
         print("course grade: --jobs must be at least 1", file=sys.stderr)
         return 2
     try:
-        results = grade(root, args.assignment, args.jobs, exclude=args.exclude)
+        results = grade(root, args.assignment, args.jobs, exclude=args.exclude, force=args.force)
     except FileNotFoundError as exc:
         print(f"course grade: {exc}", file=sys.stderr)
         return 2
     from course.grading.untrusted import printable
     failed = [f"{printable(s, 80)} ({printable(a, 80)})" for (s, a), o in results.items() if o.error]
     refused = [(s, a, o.refused) for (s, a), o in results.items() if o.refused]
-    print(f"graded {len(results) - len(failed)} of {len(results)} submissions"
+    skipped = sum(o.skipped for o in results.values())
+    print(f"graded {len(results) - len(failed) - skipped} of {len(results)} submissions"
+          + (f"; unchanged since last graded, not regraded: {skipped} (--force regrades)"
+             if skipped else "")
           + (f"; refused by nbgrader and recorded with 0 points: {len(refused)}" if refused else "")
           + (f"; not processed: {', '.join(failed)}" if failed else ""))
     for student, assignment, reason in refused:

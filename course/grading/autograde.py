@@ -14,6 +14,13 @@
   the reason as the cells' comment, so ``nbgrader export`` lists it with 0, and
   reports the reason. Before grading, symlinks and special files are removed from
   every submission (:func:`course.grading.untrusted.remove_non_regular`), never followed.
+* Incremental: a submission graded before and unchanged since (same files, same
+  bytes: :func:`submission_digest`, recorded in ``logs/course-grade-state.json``)
+  is skipped unless ``force``; new and changed submissions are graded.
+* A written answer the grader already scored by hand and that the submission
+  did not change stays graded: nbgrader's ``SaveAutoGrades`` flags every cell with
+  a manual score as "needs grading" again on each autograde
+  (:func:`_keep_manual_grades`).
 
 Everything printed that comes from a submission (student ids, messages,
 errors) goes through :func:`course.grading.untrusted.printable`.
@@ -23,6 +30,8 @@ from __future__ import annotations
 
 import concurrent.futures
 import datetime
+import hashlib
+import json
 import multiprocessing
 import os
 import pathlib
@@ -70,6 +79,65 @@ def submitted_assignments(root: pathlib.Path) -> list[str]:
     base = root / "submitted"
     return sorted({a.name for s in base.iterdir() if s.is_dir() for a in s.iterdir()
                    if a.is_dir()}) if base.is_dir() else []
+
+
+STATE = pathlib.Path("logs") / "course-grade-state.json"
+
+
+def submission_digest(folder: pathlib.Path) -> str:
+    """SHA-256 over the relative paths and bytes of every regular file of a submission."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and not p.is_symlink()):
+        digest.update(path.relative_to(folder).as_posix().encode() + b"\0")
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def _read_state(root: pathlib.Path) -> dict[str, dict]:
+    try:
+        state = json.loads((root / STATE).read_text())
+        return state if isinstance(state, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _written_answers(folder: pathlib.Path) -> dict[tuple[str, str], str]:
+    """(notebook, grade id) -> SHA-256 of the source of each manually graded answer
+    (a markdown grade cell) in the notebooks of ``folder``."""
+    import nbformat
+    from nbgrader.utils import is_grade
+    answers = {}
+    for path in sorted(folder.glob("*.ipynb")) if folder.is_dir() else []:
+        try:
+            nb = nbformat.read(path, as_version=4)
+        except Exception:  # noqa: BLE001 - an unreadable copy keeps nothing
+            continue
+        for cell in nb.cells:
+            if cell.cell_type == "markdown" and is_grade(cell):
+                key = (path.stem, str(cell.metadata["nbgrader"].get("grade_id", "")))
+                answers[key] = hashlib.sha256(cell.source.encode()).hexdigest()
+    return answers
+
+
+def _keep_manual_grades(student: str, assignment: str,
+                        before: dict[tuple[str, str], str]) -> int:
+    """After an autograde: a written answer scored by hand whose source is the one
+    that was graded (same as in the previous autograded copy) does not need grading
+    again. Returns how many were kept."""
+    after = _written_answers(pathlib.Path("autograded") / student / assignment)
+    kept = 0
+    with _API[0].gradebook as gb:
+        submission = gb.find_submission(assignment, student)
+        for notebook in submission.notebooks:
+            for grade in notebook.grades:
+                key = (notebook.name, grade.name)
+                if (grade.needs_manual_grade and grade.manual_score is not None
+                        and grade.auto_score is None and key in before
+                        and before[key] == after.get(key)):
+                    grade.needs_manual_grade = False
+                    kept += 1
+        gb.db.commit()
+    return kept
 
 
 def _start_worker(root: str) -> None:
@@ -146,11 +214,20 @@ def _autograde(student: str, assignment: str, tries: int = 3) -> tuple[str, str,
     Retried when sqlite is momentarily locked by another worker.
     """
     result: dict[str, Any] = {}
+    before = _written_answers(pathlib.Path("autograded") / student / assignment)
     for _ in range(tries):
         result = _API[0].autograde(assignment, student, force=True, create=True)
         if result.get("success") or LOCKED not in result.get("error", "") + result.get("log", ""):
             break
     if result.get("success"):
+        if before:
+            for attempt in range(tries):
+                try:
+                    _keep_manual_grades(student, assignment, before)
+                    break
+                except Exception as exc:  # noqa: BLE001 - sqlite locked by another worker
+                    if LOCKED not in str(exc) or attempt == tries - 1:
+                        raise
         return student, assignment, "", ""
     text = f"{result.get('log') or ''}\n{result.get('error') or ''}"
     reason = refusal_reason(text)
@@ -178,6 +255,7 @@ class Outcome:
 
     error: str = ""        #: why it was not processed (nothing recorded), or ""
     refused: str = ""      #: why nbgrader refused it as tampered with (recorded: 0), or ""
+    skipped: bool = False  #: unchanged since it was last graded: not graded again
 
     def __bool__(self) -> bool:      # true when not processed, as the bare error string was
         return bool(self.error)
@@ -185,9 +263,12 @@ class Outcome:
 
 def grade(root: pathlib.Path, assignments: list[str] | None = None, jobs: int | None = None,
           progress: bool = True, log_file: pathlib.Path | None = None,
-          exclude: list[str] | None = None) -> dict[tuple[str, str], Outcome]:
+          exclude: list[str] | None = None,
+          force: bool = False) -> dict[tuple[str, str], Outcome]:
     """Autograde every submission of ``assignments`` (default: all), ``jobs`` at a
-    time, except those of the students in ``exclude``.
+    time, except those of the students in ``exclude``. Without ``force``, a
+    submission unchanged since it was last graded (its :func:`submission_digest`)
+    is skipped (its outcome has ``skipped``).
 
     A submission refused as tampered with is recorded with 0 (:func:`record_refused`).
     Refusals and failures are appended, escaped, to ``log_file`` (default:
@@ -205,8 +286,6 @@ def grade(root: pathlib.Path, assignments: list[str] | None = None, jobs: int | 
         where = root / "submitted"
         raise FileNotFoundError(f"no submissions of {', '.join(assignments) or 'any assignment'}"
                                 f" in {where}")
-    jobs = max(1, min(jobs or os.cpu_count() or 1, len(pairs)))
-    results: dict[tuple[str, str], Outcome] = {}
     log_file = pathlib.Path(log_file or root / "logs" / "course-grade.log")
     log_file.parent.mkdir(parents=True, exist_ok=True)
     from course.grading.untrusted import remove_non_regular
@@ -217,6 +296,20 @@ def grade(root: pathlib.Path, assignments: list[str] | None = None, jobs: int | 
                         f"{printable(path, 300)} (a link or special file, not followed)")
                 print(line, file=sys.stderr)
                 log.write(f"{_now()} {line}\n")
+    results: dict[tuple[str, str], Outcome] = {}
+    (root / STATE).parent.mkdir(parents=True, exist_ok=True)
+    state = _read_state(root)
+    digests = {p: submission_digest(root / "submitted" / p[0] / p[1]) for p in pairs}
+    if not force:
+        for student, assignment in list(pairs):
+            last = state.get(f"{student}/{assignment}", {})
+            graded = (root / "autograded" / student / assignment).is_dir() or last.get("refused")
+            if last.get("digest") == digests[(student, assignment)] and graded:
+                results[(student, assignment)] = Outcome(skipped=True)
+                pairs.remove((student, assignment))
+        if not pairs:
+            return dict(sorted(results.items()))
+    jobs = max(1, min(jobs or os.cpu_count() or 1, len(pairs)))
     from tqdm import tqdm
     context = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context, initializer=_start_worker,
@@ -231,6 +324,10 @@ def grade(root: pathlib.Path, assignments: list[str] | None = None, jobs: int | 
                 (student, assignment), refused = futures[fut], ""
                 error = printable(f"grading process failed: {exc!r}", 300)
             results[(student, assignment)] = Outcome(error, refused)
+            if not error:
+                state[f"{student}/{assignment}"] = {"digest": digests[(student, assignment)],
+                                                    "refused": bool(refused)}
+                (root / STATE).write_text(json.dumps(state, indent=1, sort_keys=True))
             who = f"{printable(student, 80)} {printable(assignment, 80)}"
             line = (f"{who}: refused by nbgrader, recorded with 0 points ({refused})" if refused
                     else f"{who}: not graded ({error})" if error else "")

@@ -32,6 +32,7 @@ from nbclient.exceptions import CellTimeoutError
 
 from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
 from nbformat.notebooknode import NotebookNode
+from nbgrader.plugins import CsvExportPlugin
 from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, ClearHiddenTests,
                                     ClearSolutions, Execute, GetGrades, IgnorePattern,
                                     LimitOutput, NbGraderPreprocessor, SaveAutoGrades)
@@ -260,6 +261,73 @@ def configure(c: Any) -> None:
     if sandbox_kernel_available():
         c.Execute.kernel_name = KERNEL_NAME
     c.GenerateFeedback.preprocessors = [
-        GetGrades, ClearHiddenTests, ShortTracebacks, CSSHTMLHeaderPreprocessor]
+        WarnPendingGrades, GetGrades, ClearHiddenTests, ShortTracebacks, CSSHTMLHeaderPreprocessor]
+    # nbgrader export warns, listing students and cells, while manual grades are pending.
+    c.ExportApp.plugin_class = CourseCsvExportPlugin
     # Nothing a submission wrote may run in a browser (formgrader, feedback): course.grading.render.
     configure_rendering(c)
+    # zip_collect: Canvas and Moodle downloads; collecting nothing is an error.
+    from course.grading.collect import install as install_collect
+    install_collect(c)
+
+
+# --- Manual grades still pending: feedback and export say so -----------------------------
+
+def pending_manual_grades(gradebook: Any, assignments: list[str] | None = None,
+                          students: list[str] | None = None) -> list[tuple[str, str, str, str]]:
+    """``(assignment, student, notebook, grade id)`` of every cell that still needs
+    grading by hand (formgrader's "needs manual grade"), sorted."""
+    pending = []
+    for assignment in gradebook.assignments:
+        if assignments and assignment.name not in assignments:
+            continue
+        for submission in assignment.submissions:
+            if students and submission.student.id not in students:
+                continue
+            for notebook in submission.notebooks:
+                pending += [(assignment.name, submission.student.id, notebook.name, g.name)
+                            for g in notebook.grades if g.needs_manual_grade]
+    return sorted(pending)
+
+
+def describe_pending(pending: list[tuple[str, str, str, str]]) -> list[str]:
+    """One line per submission: ``<assignment> <student>: <grade ids>``."""
+    by_submission: dict[tuple[str, str], list[str]] = {}
+    for assignment, student, _notebook, grade_id in pending:
+        by_submission.setdefault((assignment, student), []).append(grade_id)
+    return [f"{printable(a, 80)} {printable(s, 80)}: {', '.join(printable(g, 80) for g in ids)}"
+            for (a, s), ids in sorted(by_submission.items())]
+
+
+class WarnPendingGrades(NbGraderPreprocessor):
+    """Feedback for a notebook with cells not yet graded by hand: log a warning
+    naming them (their score in the feedback is 0 until they are graded)."""
+
+    def preprocess(self, nb: NotebookNode, resources: dict[str, Any]) -> tuple[NotebookNode, dict]:
+        from nbgrader.api import Gradebook
+        info = resources["nbgrader"]
+        with Gradebook(info["db_url"]) as gb:
+            notebook = gb.find_submission_notebook(info["notebook"], info["assignment"],
+                                                   info["student"])
+            ids = sorted(g.name for g in notebook.grades if g.needs_manual_grade)
+        if ids:
+            self.log.warning(
+                "Feedback for %s %s while %d cell(s) still need grading by hand (formgrader, "
+                "'Manual Grading'): %s. Their points count as 0 in this feedback.",
+                printable(info["assignment"], 80), printable(info["student"], 80), len(ids),
+                ", ".join(printable(i, 80) for i in ids))
+        return nb, resources
+
+
+class CourseCsvExportPlugin(CsvExportPlugin):
+    """nbgrader's CSV export, with a warning listing cells still to be graded by hand."""
+
+    def export(self, gradebook: Any) -> None:
+        pending = pending_manual_grades(gradebook, [str(a) for a in self.assignment] or None,
+                                        [str(s) for s in self.student] or None)
+        if pending:
+            self.log.warning(
+                "Exporting while %d cell(s) still need grading by hand (formgrader, "
+                "'Manual Grading'); they count as 0 in the export:\n  %s", len(pending),
+                "\n  ".join(describe_pending(pending)))
+        super().export(gradebook)
