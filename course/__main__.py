@@ -115,6 +115,8 @@ def _grade(args: argparse.Namespace) -> int:
         print(f"  refused: {printable(student, 80)} ({printable(assignment, 80)}): {reason}")
     if refused or failed:
         print(f"details: {(root / 'logs' / 'course-grade.log').resolve()}")
+    if failed:
+        print(f"nbgrader's whole log of each: {(root / 'logs' / 'course-grade-failures').resolve()}")
     return 1 if failed else 0
 
 

@@ -168,7 +168,12 @@ def test_grade_and_report_a_small_class(tmp_path, capsys):
     code, out, err = run(capsys, "grade", "--root", str(tmp_path), "--jobs", "2")
     assert code == 1, out + err
     assert "graded 2 of 3 submissions; not processed: alice (99-not-released)" in out
-    assert "alice 99-not-released: not graded" in err
+    # the reason from nbgrader's log, not its "Please see the above traceback"; the whole log kept
+    assert ("alice 99-not-released: not graded (No assignment with ID '99-not-released' exists in"
+            " the database; full log: logs/course-grade-failures/99-not-released/alice.log)") in err
+    assert "above traceback" not in err
+    kept = (tmp_path / "logs" / "course-grade-failures" / "99-not-released" / "alice.log").read_text()
+    assert "Traceback (most recent call last)" in kept and "MissingEntry" in kept
     code, _, err = run(capsys, "grade", "42-no-such-lesson", "--root", str(tmp_path))
     assert code == 2 and "no submissions of 42-no-such-lesson in" in err
     code, out, _ = run(capsys, "report", LESSON, "--root", str(tmp_path))
@@ -193,3 +198,34 @@ def test_report_median_and_unknown_assignment(tmp_path, capsys):
         gb.add_assignment(LESSON)
     code, _, err = run(capsys, "report", "01-gradient-decent", "--root", str(tmp_path))
     assert code == 2 and "no assignment '01-gradient-decent'" in err and LESSON in err
+
+
+NBGRADER_FAILURE = """\
+[INFO] Autograding /course/submitted/bob/09-learning-rate-schedules/09-learning-rate-schedules.ipynb
+[ERROR] There was an error processing assignment: /course/submitted/bob/09-learning-rate-schedules
+[ERROR] Traceback (most recent call last):
+      File "/venv/lib/python3.11/site-packages/nbgrader/converters/base.py", line 388, in convert_notebooks
+        self.convert_single_notebook(notebook_filename)
+    ModuleNotFoundError: No module named 'torch._dynamo'\x1b[31m
+[ERROR] There was an error processing assignment '09-learning-rate-schedules' for student 'bob'
+[ERROR] Please see the the above traceback for details on the specific errors on the above failures.
+Traceback (most recent call last):
+  File "/venv/lib/python3.11/site-packages/nbgrader/converters/base.py", line 468, in convert_notebooks
+    raise NbGraderException(msg)
+nbgrader.converters.base.NbGraderException: Please see the the above traceback for details on the specific errors on the above failures.
+"""
+
+
+def test_a_grading_failure_is_named_by_its_own_error(tmp_path):
+    """`course grade` reports the exception from nbgrader's log (escaped), not nbgrader's
+    closing "see the above traceback", and keeps the whole log, escaped, per submission."""
+    from course.grading.autograde import failure_reason, write_failure_log
+    assert failure_reason(NBGRADER_FAILURE) == "ModuleNotFoundError: No module named 'torch._dynamo'\\x1b[31m"
+    assert failure_reason("[ERROR] Timeout waiting for execute reply\n[ERROR] Please see the log") \
+        == "Timeout waiting for execute reply"
+    assert failure_reason("") == "unknown error"
+    path = write_failure_log(tmp_path, "bob", "09-x", NBGRADER_FAILURE)
+    assert path == "logs/course-grade-failures/09-x/bob.log"
+    kept = (tmp_path / path).read_text()
+    assert "\x1b" not in kept and "torch._dynamo'\\x1b[31m" in kept
+    assert kept.count("\n") == NBGRADER_FAILURE.count("\n")

@@ -236,8 +236,45 @@ def _autograde(student: str, assignment: str, tries: int = 3) -> tuple[str, str,
         record_refused(student, assignment, reason, pathlib.Path.cwd(), coursedir.db_url,
                        coursedir.course_id)
         return student, assignment, "", reason
-    text = (result.get("error") or result.get("log") or "unknown error").strip()
-    return student, assignment, printable((text.splitlines() or ["unknown error"])[-1], 300), ""
+    details = write_failure_log(pathlib.Path.cwd(), student, assignment, text)
+    return student, assignment, f"{failure_reason(text)}; full log: {details}", ""
+
+
+#: nbgrader's closing words after a failure, which say nothing about it.
+_GENERIC = ("Please see the", "There was an error processing assignment")
+
+
+def failure_reason(text: str) -> str:
+    """The one line of nbgrader's log that says why a notebook was not graded.
+
+    nbgrader ends a failure with "Please see the the above traceback", which
+    ``capture_log`` returns without that traceback; the traceback is in the log.
+    The reason is the last exception line there that is not nbgrader's generic
+    one (an ``NbGraderException`` shows its message only), else the last
+    error line that is not generic, else the last line.
+    """
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    for line in reversed(lines):
+        m = _EXCEPTION_LINE.match(line)
+        if m and not any(g in m.group(2) for g in _GENERIC):
+            kind = m.group(1).rsplit(".", 1)[-1]
+            reason = m.group(2) if kind == "NbGraderException" else f"{kind}: {m.group(2)}"
+            return printable(reason, 300)
+    for line in reversed(lines):
+        if line.startswith("[ERROR]") and not any(g in line for g in _GENERIC):
+            return printable(line.removeprefix("[ERROR]").strip(), 300)
+    return printable(lines[-1] if lines else "unknown error", 300)
+
+
+def write_failure_log(root: pathlib.Path, student: str, assignment: str, text: str) -> str:
+    """Keep nbgrader's whole log of a failed submission, every line escaped, in
+    ``logs/course-grade-failures/<assignment>/<student>.log``; returns that path
+    relative to ``root``."""
+    path = root / "logs" / "course-grade-failures" / assignment / f"{student}.log"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(printable(line) + "\n" for line in text.strip().splitlines()),
+                    encoding="utf-8")
+    return str(path.relative_to(root))
 
 
 def _now() -> str:
