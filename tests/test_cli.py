@@ -179,8 +179,9 @@ def test_grade_and_report_a_small_class(tmp_path, capsys):
     code, out, _ = run(capsys, "report", LESSON, "--root", str(tmp_path))
     assert code == 0
     assert "2 submissions" in out
-    assert "test_gd_step                2        1/2   1.00" in out
-    assert "`gd_step` is not implemented yet" in out
+    # bob left the stub: not attempted, not "the most common failure"
+    assert "test_gd_step                2        1/2   1.00              1\n" in out
+    assert "not implemented yet" not in out
     assert (tmp_path / "reports" / f"{LESSON}-totals.png").stat().st_size > 1000
     code, _, err = run(capsys, "report", LESSON, "--root", str(tmp_path / "nowhere"))
     assert code == 2 and "no gradebook.db" in err
@@ -229,3 +230,25 @@ def test_a_grading_failure_is_named_by_its_own_error(tmp_path):
     kept = (tmp_path / path).read_text()
     assert "\x1b" not in kept and "torch._dynamo'\\x1b[31m" in kept
     assert kept.count("\n") == NBGRADER_FAILURE.count("\n")
+
+
+def test_report_counts_stubs_as_not_attempted(tmp_path):
+    """Stubs and unset predictions are counted apart; the most common failure is
+    taken among the learners who attempted the exercise."""
+    from course.checks._common import not_answered, not_implemented
+    from course.grading.class_report import NOT_TRIED, _failures
+    errors = {"s1": ("CheckFailure", str(not_implemented("gd_step"))),
+              "s2": ("CheckFailure", str(not_implemented("gd_step"))),
+              "s3": ("NotImplementedError", ""),
+              "s4": ("CheckFailure", "case 'w=2.0': expected 1, got 2.2"),
+              "s5": ("CheckFailure", str(not_answered("predict_lr", "'a', 'b'")))}
+    for student, (ename, evalue) in errors.items():
+        cell = nbformat.v4.new_code_cell("check_gd_step(gd_step)", outputs=[
+            nbformat.v4.new_output("error", ename=ename, evalue=evalue, traceback=[])])
+        cell.metadata["nbgrader"] = {"grade_id": "test_gd_step", "grade": True}
+        path = tmp_path / "autograded" / student / LESSON / f"{LESSON}.ipynb"
+        path.parent.mkdir(parents=True)
+        nbformat.write(nbformat.v4.new_notebook(cells=[cell]), path)
+    counts = _failures(LESSON, LESSON, tmp_path)["test_gd_step"]
+    assert counts[NOT_TRIED] == 4
+    assert counts.most_common(2)[1] == ("case 'w=2.0': expected 1, got 2.2", 1)

@@ -25,6 +25,21 @@ from course.exercises.spec import CheckFailure  # defined with the specs, whose 
 from course.exercises.values import fmt
 
 PASS_MARK = "\u2713"  # ✓
+#: What a failing check says when the learner has not tried yet (a stub, an unset
+#: prediction); ``course report`` counts these as "not attempted", not as failures.
+NOT_ATTEMPTED = ("is not implemented yet", "is not answered yet")
+
+
+def not_implemented(name: str) -> CheckFailure:
+    """The failure for a function that still raises ``NotImplementedError``."""
+    return CheckFailure(f"`{name}` {NOT_ATTEMPTED[0]}: replace `raise NotImplementedError()`"
+                        " with your code, run that cell, then run this check again.")
+
+
+def not_answered(name: str, allowed: str) -> CheckFailure:
+    """The failure for a prediction still set to ``None``."""
+    return CheckFailure(f"`{name}` {NOT_ATTEMPTED[1]}: set it to your prediction ({allowed}) "
+                        "before you run the experiment, run that cell, then run this check again.")
 
 
 def passed(message: str) -> None:
@@ -49,9 +64,7 @@ def learner_code(name: str, case: str) -> Iterator[None]:
     except CheckFailure:
         raise
     except NotImplementedError:
-        raise CheckFailure(
-            f"`{name}` is not implemented yet: replace `raise NotImplementedError()`"
-            " with your code, run that cell, then run this check again.") from None
+        raise not_implemented(name) from None
     except Exception as exc:  # noqa: BLE001 - reported to the learner
         raise raised_in(exc, f"{case}: `{name}` raised {type(exc).__name__}: {exc}") from None
 

@@ -22,7 +22,8 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from course.checks._common import CheckFailure, mismatch, passed, raised_in, require_function
+from course.checks._common import (CheckFailure, mismatch, not_answered, not_implemented, passed,
+                                   raised_in, require_function)
 from course.exercises.spec import Exercise, Question, Run, run_case
 from course.exercises.values import fmt
 
@@ -104,9 +105,7 @@ def _learner_run(exercise: Exercise, fn: Any, case_name: str, run: Callable[[], 
     except CheckFailure:
         raise
     except NotImplementedError:
-        raise CheckFailure(
-            f"`{name}` is not implemented yet: replace `raise NotImplementedError()`"
-            " with your code, run that cell, then run this check again.") from None
+        raise not_implemented(name) from None
     except Exception as exc:  # noqa: BLE001 - reported to the learner
         extra = hint(exc)
         raise raised_in(exc, f"{case_name}: `{name}` raised {type(exc).__name__}: {exc}"
@@ -222,9 +221,7 @@ def make_question_check(question: Question) -> Callable[[Any], None]:
 
     def check(value: Any) -> None:
         if value is None or value is Ellipsis:
-            raise CheckFailure(
-                f"`{name}` is not answered yet: set it to your prediction ({allowed}) "
-                "before you run the experiment, run that cell, then run this check again.")
+            raise not_answered(name, allowed)
         if not question.accepts(value):
             raise CheckFailure(f"`{name}` must be {'one of ' if question.choices else ''}"
                                f"{allowed}; got {fmt(value)}.")

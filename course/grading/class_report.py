@@ -1,10 +1,11 @@
 """``course report``: the instructor's class report, from nbgrader's gradebook.
 
 :func:`class_report` reads the gradebook and the autograded notebooks and
-summarises each test cell: pass rate, mean points and the most common failure
-message, plus a PNG histogram of the totals (:func:`plot_totals`). Everything
-printed that comes from a submission goes through
-:func:`course.grading.untrusted.printable`.
+summarises each test cell: pass rate, mean points, how many learners did not
+attempt it (a stub left raising ``NotImplementedError``, a prediction left unset) and
+the most common failure message among those who did, plus a PNG histogram of
+the totals (:func:`plot_totals`). Everything printed that comes from a submission
+goes through :func:`course.grading.untrusted.printable`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,11 @@ from dataclasses import dataclass
 
 import nbformat
 
+from course.checks._common import NOT_ATTEMPTED
 from course.grading.untrusted import printable
+
+#: The key under which :func:`_failures` counts checks that were not attempted.
+NOT_TRIED = object()
 
 
 @dataclass
@@ -31,10 +36,12 @@ class CellSummary:
     mean: float
     common_failure: str
     pending_manual: int = 0
+    not_attempted: int = 0   #: stubs left raising NotImplementedError, predictions left unset
 
 
 def _failures(assignment: str, notebook: str, root: pathlib.Path) -> dict[str, collections.Counter]:
-    """grade_id -> Counter of first lines of the error messages, from autograded notebooks."""
+    """grade_id -> Counter of first lines of the error messages, from autograded notebooks;
+    a check that says the learner has not tried yet counts under :data:`NOT_TRIED`."""
     counts: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
     for path in sorted((root / "autograded").glob(f"*/{assignment}/{notebook}.ipynb")):
         try:
@@ -46,7 +53,10 @@ def _failures(assignment: str, notebook: str, root: pathlib.Path) -> dict[str, c
             for out in cell.get("outputs", []):
                 if gid and out.get("output_type") == "error":
                     text = (out.get("evalue") or out.get("ename") or "").strip()
-                    counts[gid][(text.splitlines() or [out.get("ename", "")])[0][:120]] += 1
+                    first = (text.splitlines() or [out.get("ename", "")])[0]
+                    untried = (out.get("ename") == "NotImplementedError"
+                               or any(marker in first for marker in NOT_ATTEMPTED))
+                    counts[gid][NOT_TRIED if untried else first[:120]] += 1
                     break
     return counts
 
@@ -73,12 +83,14 @@ def class_report(assignment: str, root: pathlib.Path) -> tuple[list[CellSummary]
                     pending[grade.name] += bool(grade.needs_manual_grade)
         for notebook in gb.find_assignment(assignment).notebooks:
             messages.update(_failures(assignment, notebook.name, root))
-    summary = [CellSummary(gid, maxima[gid], len(scores),
-                           sum(s >= maxima[gid] for s in scores),
-                           sum(scores) / len(scores),
-                           (messages.get(gid) or collections.Counter({"": 0})).most_common(1)[0][0],
-                           pending[gid])
-               for gid, scores in cells.items()]
+    summary = []
+    for gid, scores in cells.items():
+        failures = collections.Counter(messages.get(gid) or {})
+        untried = failures.pop(NOT_TRIED, 0)
+        summary.append(CellSummary(gid, maxima[gid], len(scores),
+                                   sum(s >= maxima[gid] for s in scores), sum(scores) / len(scores),
+                                   (failures.most_common(1) or [("", 0)])[0][0], pending[gid],
+                                   untried))
     return summary, totals
 
 
@@ -104,12 +116,13 @@ def format_report(assignment: str, summary: list[CellSummary], totals: dict[str,
                for c in summary]
     width = max([len(c.grade_id) for c in summary] + [9])
     lines = [f"{printable(assignment, 80)}: {len(totals)} submissions",
-             f"{'test cell':{width}}  {'max':>4}  {'passed':>9}  {'mean':>5}  most common failure"]
+             f"{'test cell':{width}}  {'max':>4}  {'passed':>9}  {'mean':>5}  {'not attempted':>13}"
+             "  most common failure (of those attempted)"]
     for c in summary:
         rate = f"{c.passed}/{c.submissions}"
         note = f"{c.pending_manual} to grade by hand" if c.pending_manual else c.common_failure
         lines.append(f"{c.grade_id:{width}}  {c.max_score:4g}  {rate:>9}  {c.mean:5.2f}  "
-                     f"{note}")
+                     f"{c.not_attempted:13d}  {note}".rstrip())
     if totals:
         values = sorted(totals.values())
         lines.append(f"totals: mean {sum(values) / len(values):.2f}, "
