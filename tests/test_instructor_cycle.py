@@ -187,6 +187,10 @@ def test_readme_instructor_cycle(course):
                 assert result.stdout.startswith("graded 3 of 3 submissions\n")
             if line.startswith("nbgrader generate_feedback"):
                 assert "still need grading by hand" not in result.stderr
+                # no "Config option `display_data_priority` not recognized" and the like
+                noise = [w for w in result.stderr.splitlines() if "WARNING" in w
+                         and "Alternative text is missing" not in w]   # plots have no alt text
+                assert noise == [], result.stderr
             if line.startswith("nbgrader export"):
                 assert "still need grading by hand" not in result.stderr
             if line.startswith("course report"):      # 303 handed in the blank release
@@ -211,3 +215,36 @@ def test_readme_instructor_cycle(course):
         scores = {**ms.EXPECTED[LESSON][kind], WRITTEN: manual or 0.0}
         assert cells == {gid: f"{float(scores[gid]):.1f}" for gid in points}, sid
         assert "still need" not in html and "BEGIN SOLUTION" not in html
+
+
+# --- A checksum warning means tampering ---------------------------------------------------
+
+def test_checksum_warning_means_a_locked_cell_was_changed(course):
+    """nbgrader warns "Attribute 'checksum' ... has changed" for a locked cell whose source
+    differs only in line endings or trailing whitespace (a notebook saved on Windows or by
+    another editor); the course's OverwriteCells logs that at INFO and keeps the warning
+    for a real change. Both get the release's source back."""
+    run_line(course, f"nbgrader generate_assignment {LESSON} --force")
+    release = nbformat.read(ROOT / "notebooks" / LESSON / f"{LESSON}.ipynb", as_version=4)
+    locked = [c for c in release.cells if c.metadata.get("nbgrader", {}).get("locked")
+              and c.metadata["nbgrader"].get("grade")]
+    for student in ("windows", "tamperer"):
+        nb = nbformat.from_dict(release)
+        for cell in nb.cells:
+            if cell in locked:
+                cell.source = cell.source.replace("\n", "\r\n") + "  \r\n\r\n"
+            if student == "tamperer" and cell.metadata.get("nbgrader", {}).get("grade_id") \
+                    == locked[1].metadata.nbgrader.grade_id:
+                cell.source = "pass  # the test removed"
+        folder = course / "submitted" / student / LESSON
+        folder.mkdir(parents=True)
+        nbformat.write(nb, folder / f"{LESSON}.ipynb")
+    log = run_line(course, f"nbgrader autograde {LESSON} --force").stderr
+    changed = re.findall(r"WARNING\] Attribute '(\w+)' for cell (\w+) has changed", log)
+    assert changed == [("checksum", locked[1].metadata.nbgrader.grade_id)], log
+    assert log.count("whitespace or line endings only") == 2 * len(locked) - 1, log
+    for student in ("windows", "tamperer"):
+        graded = nbformat.read(course / "autograded" / student / LESSON / f"{LESSON}.ipynb", 4)
+        sources = {c.metadata.nbgrader.grade_id: c.source for c in graded.cells
+                   if c.metadata.get("nbgrader", {}).get("locked") and c.metadata.nbgrader.get("grade")}
+        assert sources == {c.metadata.nbgrader.grade_id: c.source for c in locked}, student

@@ -24,6 +24,7 @@ import pathlib
 import shutil
 import tempfile
 import time
+import unicodedata
 import warnings
 from typing import Any
 
@@ -33,6 +34,7 @@ from nbclient.exceptions import CellTimeoutError
 from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
 from nbformat.notebooknode import NotebookNode
 from nbgrader.plugins import CsvExportPlugin
+from nbgrader.preprocessors import OverwriteCells
 from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, ClearHiddenTests,
                                     ClearSolutions, Execute, GetGrades, IgnorePattern,
                                     LimitOutput, NbGraderPreprocessor, SaveAutoGrades)
@@ -86,13 +88,51 @@ class ReVerify(NbGraderPreprocessor):
             cell = cells.get(gid)
             if cell is None or ok:
                 continue
-            # First, so nbgrader scores the cell 0; after the check's own message
-            # when the test already failed in the kernel (that message says more).
-            failed = any(o.output_type == "error" for o in cell.get("outputs", []))
-            cell.outputs.insert(len(cell.outputs) if failed else 0,
-                                _error("ReVerificationFailed", message))
+            if any(o.output_type == "error" for o in cell.get("outputs", [])):
+                # The test already failed in the kernel and scores 0; its message says
+                # more than "different results" would (which is false for a learner
+                # whose code is simply wrong): nothing to add, nothing to warn about.
+                self.log.info("%s %s: failed in the notebook and in re-verification",
+                              printable(student), gid)
+                continue
+            # Passed in the kernel, failed outside it: first, so nbgrader scores it 0.
+            cell.outputs.insert(0, _error("ReVerificationFailed", message))
             self.log.warning("%s %s: %s", printable(student), gid, printable(message))
         return nb, resources
+
+
+def same_text(a: str, b: str) -> bool:
+    """Whether two cell sources differ at most in what editors, operating systems and
+    LMS downloads change without anyone meaning to: line endings, trailing spaces,
+    trailing blank lines, Unicode normalisation."""
+    def norm(text: str) -> list[str]:
+        lines = unicodedata.normalize("NFC", text).replace("\r\n", "\n").replace("\r", "\n")
+        return [line.rstrip() for line in lines.rstrip().split("\n")]
+    return norm(a) == norm(b)
+
+
+class CourseOverwriteCells(OverwriteCells):
+    """nbgrader's OverwriteCells, whose "checksum has changed" warning means tampering.
+
+    nbgrader warns whenever a locked cell's checksum differs, also when its source
+    differs only in line endings or trailing whitespace (a notebook saved on Windows,
+    by another editor, or re-encoded by an LMS): that is logged at INFO and the
+    release's source restored, as nbgrader does. A real change of a locked cell keeps
+    nbgrader's warning (and its refusal, which ``course grade`` records with 0).
+    """
+
+    def preprocess_cell(self, cell: NotebookNode, resources: dict, index: int) -> tuple:
+        self._submitted = cell
+        return super().preprocess_cell(cell, resources, index)
+
+    def report_change(self, name: str, attr: str, old: Any, new: Any) -> None:
+        if attr == "checksum":
+            source = self.gradebook.find_source_cell(name, self.notebook_id, self.assignment_id)
+            if same_text(self._submitted.source, source.source):
+                self.log.info("Locked cell %s differs from the release in whitespace or line "
+                              "endings only: the release's source restored", printable(name))
+                return
+        super().report_change(name, attr, old, new)
 
 
 class ShortTracebacks(NbGraderPreprocessor):
@@ -248,12 +288,20 @@ def configure(c: Any) -> None:
     # Kernels talk over Unix sockets, each in a folder only its sandbox sees:
     # no network at all in the kernel (course.grading.kernel).
     c.KernelManager.transport = "ipc"
+    from nbgrader.converters import Autograde
     c.OverwriteCells.add_missing_cells = True
+    c.Autograde.sanitize_preprocessors = [
+        CourseOverwriteCells if p is OverwriteCells else p
+        for p in Autograde.class_traits()["sanitize_preprocessors"].default()]
+    # nbgrader's preprocessors redeclare nbconvert's ``display_data_priority`` without
+    # ``config=True``, so every HTML export (feedback) warns "Config option
+    # `display_data_priority` not recognized" once per preprocessor: make it configurable
+    # again, as nbconvert declares it.
+    NbGraderPreprocessor.class_traits()["display_data_priority"].tag(config=True)
     from nbgrader.converters import GenerateAssignment
     c.GenerateAssignment.preprocessors = [
         CourseClearSolutions if p is ClearSolutions else p
         for p in GenerateAssignment.class_traits()["preprocessors"].default()]
-    from nbgrader.converters import Autograde
     Autograde.init_assignment = _without_links(Autograde.init_assignment)
     c.Autograde.autograde_preprocessors = [
         CourseExecute, ReVerify, IgnorePattern, ClearMetadataPreprocessor, LimitOutput,
