@@ -24,7 +24,7 @@ TORCH ?=
 PIP_TORCH := $(if $(filter cpu,$(TORCH)),--index-url https://download.pytorch.org/whl/cpu --extra-index-url https://pypi.org/simple,)
 ASSIGNMENTS := $(notdir $(wildcard solutions/[0-9][0-9]-*))
 
-.PHONY: lab lab-instructor test test-fast venv release bench execute clean hub-deps
+.PHONY: lab lab-instructor test test-fast test-python venv release bench execute clean hub-deps
 
 venv: $(STAMP)
 
@@ -82,6 +82,15 @@ FAST_TESTS := $(filter-out tests/test_autograde.py tests/test_notebooks.py tests
 test-fast: $(TEST_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -n auto $(FAST_TESTS) $(PYTEST_ARGS)
+
+## The package tests on another Python, opt-in: make test-python PY=3.12 (or 3.13) builds
+## .venv-3.12 from python3.12 (pyenv's when not on PATH) and runs test-fast there. The stored
+## outputs stay produced on the pinned 3.11 stack. Torch 2.13.0 for another Python comes from
+## plain PyPI (the CUDA build, about 5 GB, downloaded once; TORCH=cpu takes the CPU wheel).
+PY ?= 3.12
+test-python:
+	$(MAKE) test-fast VENV=.venv-$(PY) \
+	  PYTHON="$$(command -v python$(PY) || ls -d $$HOME/.pyenv/versions/$(PY)*/bin/python | tail -n 1)"
 
 ## configurable-http-proxy for deploy/jupyterhub, pinned by its package-lock.json (npm ci
 ## into deploy/jupyterhub/node_modules; the hub test and setup.sh install run it when needed).

@@ -277,6 +277,18 @@ class CourseClearSolutions(ClearSolutions):
             self.code_stub = stub
 
 
+class HostedSetupCell(NbGraderPreprocessor):
+    """Start every released notebook with the set-up cell of :mod:`course.hosted`,
+    which installs the course package on Colab and does nothing where it is installed."""
+
+    def preprocess(self, nb: NotebookNode, resources: dict) -> tuple[NotebookNode, dict]:
+        from nbformat.v4 import new_code_cell
+        from course.hosted import TAG, setup_cell
+        nb.cells = [c for c in nb.cells if TAG not in c.metadata.get("tags", [])]
+        nb.cells.insert(0, new_code_cell(setup_cell(), id=TAG, metadata={"tags": [TAG]}))
+        return nb, resources
+
+
 def configure(c: Any) -> None:
     """Apply the course's grading configuration to nbgrader's config object ``c``."""
     # nbgrader 0.9.6 with SQLAlchemy 2 warns on every autograde about its own
@@ -301,7 +313,7 @@ def configure(c: Any) -> None:
     from nbgrader.converters import GenerateAssignment
     c.GenerateAssignment.preprocessors = [
         CourseClearSolutions if p is ClearSolutions else p
-        for p in GenerateAssignment.class_traits()["preprocessors"].default()]
+        for p in GenerateAssignment.class_traits()["preprocessors"].default()] + [HostedSetupCell]
     Autograde.init_assignment = _without_links(Autograde.init_assignment)
     c.Autograde.autograde_preprocessors = [
         CourseExecute, ReVerify, IgnorePattern, ClearMetadataPreprocessor, LimitOutput,
