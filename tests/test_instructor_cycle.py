@@ -215,6 +215,8 @@ def test_readme_instructor_cycle(course):
         scores = {**ms.EXPECTED[LESSON][kind], WRITTEN: manual or 0.0}
         assert cells == {gid: f"{float(scores[gid]):.1f}" for gid in points}, sid
         assert "still need" not in html and "BEGIN SOLUTION" not in html
+        # math as MathML, no MathJax from a CDN: it renders offline, from the file alone
+        assert html.count("<math") > 50 and "cdnjs" not in html and "<script src" not in html
 
 
 # --- A checksum warning means tampering ---------------------------------------------------

@@ -446,3 +446,13 @@ def test_the_lessons_hint_blocks_survive_and_nothing_else_does():
         clean = sanitize_markdown(bad)
         assert not re.search(ar.TAG_OPENER, clean), clean
         assert not re.search(r"<(details|summary)[^>]", clean, re.I), clean
+
+
+def test_mathml_beyond_the_allow_list_counts_as_active():
+    """Formulas are MathML now (course.grading.mathml): the detector accepts presentation
+    MathML and flags any other element or attribute inside <math>."""
+    assert ar.active_html('<math display="block"><mrow><mi>a</mi><mspace width="1em"/></mrow></math>') == []
+    found = ar.active_html('<math><mi href="javascript:x">a</mi><maction actiontype="x">b</maction>'
+                           '<annotation-xml><p>c</p></annotation-xml></math>')
+    assert [f[:2] for f in found if f[0] == "mathml"] == \
+        [("mathml", "mi"), ("mathml", "maction"), ("mathml", "annotation-xml"), ("mathml", "p")]

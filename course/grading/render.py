@@ -54,6 +54,8 @@ from nbconvert.preprocessors import Preprocessor
 from nbformat.notebooknode import NotebookNode
 from traitlets import Bool
 
+from course.grading.mathml import FORMGRADER_MATHJAX, without_mathjax
+
 #: MIME types an output keeps (anything else is dropped).
 OUTPUT_MIME = ("text/plain", "image/png", "image/jpeg")
 #: MIME types a markdown cell's attachment keeps.
@@ -334,9 +336,8 @@ _SUBMISSION_FILE = re.compile(r"/formgrader/submissions/[^/]+/.")
 _SCRIPT = re.compile(rb"<script(?=[\s>])([^>]*)>(.*?)</script\s*>", re.I | re.S)
 _SRC = re.compile(rb"""\bsrc\s*=\s*["']?([^"'\s>]+)""", re.I)
 #: Scripts formgrader's templates load: its own static files (under any base
-#: URL) and MathJax from the CDN its submission page names.
-_TRUSTED_SRC = re.compile(rb"(/[\w.~%-]+)*/formgrader/static/[\w./-]+"
-                          rb"|https://cdnjs\.cloudflare\.com/ajax/libs/mathjax/[\w./?=,&;-]+")
+#: URL). Not MathJax: its math is MathML (course.grading.mathml), its loader removed.
+_TRUSTED_SRC = re.compile(rb"(/[\w.~%-]+)*/formgrader/static/[\w./-]+")
 #: formgrader's inline scripts that hold template values: only ``var x = "...";``
 #: lines whose values cannot leave their string (a reflected value can).
 _VARIABLES = re.compile(rb'\s*(var [A-Za-z_]\w* = "[^"\\<>\n]*";\s*)+')
@@ -382,6 +383,7 @@ def _formgrader_static_scripts() -> set[bytes]:
             for attrs, body in _SCRIPT.findall(path.read_bytes()):
                 if not _SRC.search(attrs) and b"{{" not in body and b"{%" not in body:
                     _static_scripts.add(hashlib.sha256(body).digest())
+        _static_scripts.add(hashlib.sha256(FORMGRADER_MATHJAX.encode()).digest())
     return _static_scripts
 
 
@@ -428,6 +430,12 @@ def _formgrader_transform():
                 # formgrader's own page, whole: its scripts get the nonce; in a
                 # submission page only those before the notebook (none if the
                 # marker is missing: fail closed).
+                # Math is MathML already: no MathJax (no CDN), a stand-in for formgrader.
+                chunk = without_mathjax(chunk.decode("utf-8", "surrogateescape"),
+                                        f"<script>{FORMGRADER_MATHJAX}</script>").encode(
+                    "utf-8", "surrogateescape")
+                if "Content-Length" in headers:
+                    headers["Content-Length"] = str(len(chunk))
                 end = len(chunk)
                 if self.submission_page:
                     found = chunk.find(NOTEBOOK_MARKER)
@@ -486,3 +494,8 @@ def configure_rendering(c: Any) -> None:
         feedback.append(SanitizeSubmission)
     c.HTMLExporter.sanitize_html = True
     c.HTMLExporter.preprocessors.append(SanitizeSubmission)
+    # Math as MathML, written with the page: no MathJax, no CDN (course.grading.mathml).
+    c.HTMLExporter.filters = {
+        "strip_files_prefix": "course.grading.mathml.strip_files_prefix_with_math"}
+    from course.grading.mathml import feedback_exporter
+    c.GenerateFeedback.exporter_class = feedback_exporter()
