@@ -158,8 +158,9 @@ def test_gd_step_returns_list_for_arrays():
 
 
 def test_gd_step_ignores_grad_and_uses_derivative():
-    def own_slope(w, grad, lr):
-        return w - lr * derivative(w)
+    """The message a learner gets for the spec's `grad_ignored` mistake, word for word."""
+    from course.exercises.lesson01 import GD_STEP
+    own_slope = next(m.impl for m in GD_STEP.mistakes if m.name == "grad_ignored")
     fails(check_gd_step, own_slope,
           r"case 'w=2.0, grad=10.0, lr=0.1': expected 1, got 2.2.*you ignored the "
           r"`grad` argument.*return w - lr \* grad")

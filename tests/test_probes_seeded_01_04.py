@@ -39,12 +39,19 @@ def _solution(lesson: str) -> Any:
     return nbformat.read(ROOT / "solutions" / lesson / f"{lesson}.ipynb", as_version=4)
 
 
-def _exercises(nb: Any) -> list[Any]:
+def _questions(lesson: str) -> dict[str, str]:
+    """Answer cell (grade_id) -> test cell of the lesson's predict-then-run questions."""
+    from course.exercises import Question, lesson as spec
+    return {q.name: q.grade_id for q in spec(lesson).EXERCISES if isinstance(q, Question)}
+
+
+def _exercises(nb: Any, lesson: str) -> list[Any]:
     """The exercise (solution) code cells; their grade_id is the function's name.
     (Not the answers of predict-then-run questions: a value, nothing to replay.)"""
+    questions = _questions(lesson)
     return [c for c in nb.cells if c.cell_type == "code"
             and c.get("metadata", {}).get("nbgrader", {}).get("solution")
-            and not c.metadata.nbgrader.grade_id.startswith("predict_")]
+            and c.metadata.nbgrader.grade_id not in questions]
 
 
 # ------------------------------------------------------------ lookup table
@@ -198,7 +205,7 @@ def _record(lesson: str, seed: int) -> dict[str, dict[str, list[Any]]]:
             return result
         return call
 
-    for cell in _exercises(nb):
+    for cell in _exercises(nb, lesson):
         name = cell.metadata["nbgrader"]["grade_id"]
         ns[name] = recorder(name, ns[name])
     for probe in probes.lesson_probes(lesson)[0].values():
@@ -211,7 +218,7 @@ def _lookup_submission(lesson: str, seed: int) -> Any:
     answers to the probes' inputs for ``seed``."""
     tables = _record(lesson, seed)
     nb = _solution(lesson)
-    for cell in _exercises(nb):
+    for cell in _exercises(nb, lesson):
         name = cell.metadata["nbgrader"]["grade_id"]
         blob = base64.b64encode(pickle.dumps(tables.get(name, {}))).decode()
         cell.source = f"{REPLAYER}\n\n{name} = _replayer({blob!r})\n"
@@ -265,7 +272,7 @@ def test_lookup_table_passes_only_for_its_own_seed(runs: Any, lesson: str) -> No
     assert not _failing(own), (recorded, _failing(own))
     fresh = job[("lookup", other)]
     # every exercise fails; a prediction (kept as the solution's) is the same for any seed
-    replayed = {gid for gid in fresh if not gid.startswith("test_predict_")}
+    replayed = set(fresh) - set(_questions(lesson).values())
     assert set(_failing(fresh)) == replayed, (other, sorted(replayed - set(_failing(fresh))))
 
 
