@@ -150,6 +150,11 @@ def _grade(args: argparse.Namespace) -> int:
     if args.scheduler or args.workers:
         from course.grading.cluster import executor
         executor = executor(url, args.scheduler, args.workers)
+    elif not url.startswith("sqlite") and (root / "submitted").is_dir():
+        # local processes into a shared gradebook: no two create the same student
+        from course.grading.cluster import create_students
+        create_students(url, root, [p.name for p in (root / "submitted").iterdir()
+                                    if p.is_dir() and p.name not in args.exclude])
     from course.grading.cluster import ClusterError
     try:
         results = grade(root, args.assignment, args.jobs, exclude=args.exclude, force=args.force,

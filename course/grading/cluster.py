@@ -203,15 +203,22 @@ def executor(db_url: str, scheduler: str | None = None, workers: int | None = No
               file=sys.stderr)
 
     def start(root: pathlib.Path, pairs: list[tuple[str, str]]) -> DaskExecutor:
-        from nbgrader.api import Gradebook
-        from course.grading.gradebook import _nbgrader_path
-        _nbgrader_path()
         client, cluster = connected or connect(scheduler, workers)
-        with Gradebook(db_url, _course_id(root)) as gb:
-            for student in sorted({s for s, _ in pairs}):
-                gb.update_or_create_student(student)
+        create_students(db_url, root, [s for s, _ in pairs])
         return DaskExecutor(client, root, db_url, retries, cluster)
     return start
+
+
+def create_students(db_url: str, root: pathlib.Path, students: list[str]) -> None:
+    """Create ``students`` in the gradebook before grading in parallel: nbgrader's
+    autograde creates a missing student itself, and two tasks of one new student
+    (two lessons) would race to (SQLite serialises them; PostgreSQL refuses one)."""
+    from nbgrader.api import Gradebook
+    from course.grading.gradebook import _nbgrader_path
+    _nbgrader_path()
+    with Gradebook(db_url, _course_id(root)) as gb:
+        for student in sorted(set(students)):
+            gb.update_or_create_student(student)
 
 
 def _course_id(root: pathlib.Path) -> str:
