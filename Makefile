@@ -42,7 +42,7 @@ $(STAMP): pyproject.toml constraints.txt course/grading/kernel.py jupyter-config
 
 # ... and the test tools make test adds to it (pytest, nbval, Playwright, JupyterHub, ruff).
 $(TEST_STAMP): $(STAMP)
-	@echo "Adding the test tools to .venv (pytest, nbval, Playwright, JupyterHub, ruff)."
+	@echo "Adding the test tools to .venv (pytest, nbval, Playwright, JupyterHub, ruff, Dask, psycopg)."
 	$(BIN)/python -m pip install --disable-pip-version-check -q -c constraints.txt $(PIP_TORCH) -e '.[test]'
 	@touch $(TEST_STAMP)
 
@@ -75,7 +75,7 @@ test: $(TEST_STAMP)
 
 FAST_TESTS := $(filter-out tests/test_autograde.py tests/test_notebooks.py tests/test_cli.py \
 	tests/test_probes%.py tests/test_reverify.py tests/test_sandbox.py tests/test_jail.py \
-	tests/test_render.py tests/test_untrusted.py,$(wildcard tests/test_*.py))
+	tests/test_render.py tests/test_untrusted.py tests/test_cluster.py,$(wildcard tests/test_*.py))
 
 ## The inner loop: ruff, the package and check tests (no notebooks, no grading,
 ## no browser), in well under a minute.

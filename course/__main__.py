@@ -10,11 +10,13 @@ code is 0 only when every test passes. The learner's workspace (``my-work/``,
     course fresh 03                  # a fresh copy of lesson 03 next to yours
 
 Instructors use nbgrader's own commands (see README, "For instructors"), plus
-two that nbgrader lacks, run from the course folder:
+what nbgrader lacks, run from the course folder:
 
     course grade 01-gradient-descent --jobs 2    # autograde every submission in parallel
     course grade                                 # ... of every assignment (the whole course)
     course report 01-gradient-descent            # per-test-cell summary + totals histogram
+    course grade --scheduler tcp://HOST:8786     # ... on the workers of a Dask cluster
+    course gradebook migrate --to postgresql+psycopg://USER@HOST/DB   # a shared gradebook
 
 A submission nbgrader refuses as tampered with (swapped grade ids, changed locked
 cells, corrupted metadata) is recorded by ``course grade`` with 0 points and the
@@ -55,19 +57,34 @@ def _parser() -> argparse.ArgumentParser:
                        help="a student not to grade now (repeatable)")
     grade.add_argument("--force", action="store_true",
                        help="regrade every submission (default: new and changed ones only)")
+    where = grade.add_mutually_exclusive_group()
+    where.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
+                       help="grade on the workers of this Dask scheduler (one task per notebook)")
+    where.add_argument("--workers", type=int, default=None,
+                       help="grade on a local Dask cluster of N worker processes")
     report = sub.add_parser("report", help="summarise an autograded assignment")
     report.add_argument("assignment")
     report.add_argument("--png", default=None, help="histogram path (default: reports/<id>-totals.png)")
-    for p in (grade, report):
+    gradebook = sub.add_parser("gradebook", help="the gradebook's database")
+    gradebook.add_argument("action", choices=["migrate"],
+                           help="migrate: copy the gradebook into a new (PostgreSQL) database")
+    gradebook.add_argument("--to", required=True, metavar="URL",
+                           help="e.g. postgresql+psycopg://USER@HOST:5432/DB (password: PGPASSFILE)")
+    gradebook.add_argument("--from", dest="source", default=None, metavar="URL",
+                           help="the gradebook to copy (default: $COURSE_DB_URL or gradebook.db)")
+    for p in (grade, report, gradebook):
         p.add_argument("--root", default=".", help="the nbgrader course folder (default: .)")
+    for p in (grade, report):
+        p.add_argument("--db-url", default=None, metavar="URL",
+                       help="the gradebook (default: $COURSE_DB_URL, else gradebook.db; a "
+                       "password goes in PGPASSFILE, not here)")
     return parser
 
 
 def _report(args: argparse.Namespace) -> int:
     from course.grading.class_report import class_report, format_report, plot_totals
     root = pathlib.Path(args.root)
-    if not (root / "gradebook.db").is_file():
-        print(f"course report: no gradebook.db in {root.resolve()}", file=sys.stderr)
+    if _use_gradebook(args, "report") is None:
         return 2
     try:
         summary, totals = class_report(args.assignment, root)
@@ -87,6 +104,34 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _use_gradebook(args: argparse.Namespace, command: str) -> str | None:
+    """The gradebook ``course grade``/``course report`` use (``--db-url`` is exported as
+    $COURSE_DB_URL for nbgrader_config.py), checked; None after printing why not."""
+    import os
+    from course.grading.gradebook import DB_URL_ENV, GradebookError, check, db_url
+    if args.db_url:
+        os.environ[DB_URL_ENV] = args.db_url
+    try:
+        return check(db_url(args.root), exists=command == "report")
+    except GradebookError as exc:
+        print(f"course {command}: {exc}", file=sys.stderr)
+        return None
+
+
+def _gradebook(args: argparse.Namespace) -> int:
+    from course.grading.gradebook import GradebookError, db_url, migrate, shown
+    source = args.source or db_url(args.root)
+    try:
+        copied = migrate(source, args.to)
+    except GradebookError as exc:
+        print(f"course gradebook: {exc}", file=sys.stderr)
+        return 2
+    rows = ", ".join(f"{table} {n}" for table, n in copied.items() if n)
+    print(f"copied {shown(source)} into {shown(args.to)} and checked it: {rows}")
+    print(f"grade into it: export COURSE_DB_URL={shown(args.to)}")
+    return 0
+
+
 def _grade(args: argparse.Namespace) -> int:
     from course.grading.autograde import grade
     root = pathlib.Path(args.root)
@@ -94,12 +139,27 @@ def _grade(args: argparse.Namespace) -> int:
         print(f"course grade: no nbgrader_config.py in {root.resolve()} (run it from the "
               "course folder or pass --root)", file=sys.stderr)
         return 2
-    if args.jobs is not None and args.jobs < 1:
-        print("course grade: --jobs must be at least 1", file=sys.stderr)
+    for option in ("jobs", "workers"):
+        if getattr(args, option) is not None and getattr(args, option) < 1:
+            print(f"course grade: --{option} must be at least 1", file=sys.stderr)
+            return 2
+    url = _use_gradebook(args, "grade")
+    if url is None:
         return 2
+    executor = None
+    if args.scheduler or args.workers:
+        from course.grading.cluster import executor
+        executor = executor(url, args.scheduler, args.workers)
+    elif not url.startswith("sqlite") and (root / "submitted").is_dir():
+        # local processes into a shared gradebook: no two create the same student
+        from course.grading.cluster import create_students
+        create_students(url, root, [p.name for p in (root / "submitted").iterdir()
+                                    if p.is_dir() and p.name not in args.exclude])
+    from course.grading.cluster import ClusterError
     try:
-        results = grade(root, args.assignment, args.jobs, exclude=args.exclude, force=args.force)
-    except FileNotFoundError as exc:
+        results = grade(root, args.assignment, args.jobs, exclude=args.exclude, force=args.force,
+                        executor=executor)
+    except (FileNotFoundError, ClusterError) as exc:
         print(f"course grade: {exc}", file=sys.stderr)
         return 2
     from course.grading.untrusted import printable
@@ -157,6 +217,8 @@ def main(argv: list[str] | None = None) -> int:
         return _grade(args)
     if args.command == "report":
         return _report(args)
+    if args.command == "gradebook":
+        return _gradebook(args)
     return 2  # pragma: no cover - argparse rejects unknown commands
 
 

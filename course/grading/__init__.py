@@ -20,6 +20,9 @@ own grade):
   process boundary), :mod:`~course.grading.source` (what of a notebook runs),
   :mod:`~course.grading.probes` (probes derived from the exercise specs);
 - :mod:`~course.grading.autograde` -- ``course grade``: parallel autograde;
+- :mod:`~course.grading.cluster` -- ``course grade --scheduler``: the same on Dask
+  workers; :mod:`~course.grading.gradebook` -- SQLite or a shared PostgreSQL
+  gradebook, ``course gradebook migrate``;
 - :mod:`~course.grading.class_report` -- ``course report``;
 - :mod:`~course.grading.untrusted` and :mod:`~course.grading.render` --
   submission data handled and shown as untrusted.

@@ -300,12 +300,16 @@ class Outcome:
 
 def grade(root: pathlib.Path, assignments: list[str] | None = None, jobs: int | None = None,
           progress: bool = True, log_file: pathlib.Path | None = None,
-          exclude: list[str] | None = None,
-          force: bool = False) -> dict[tuple[str, str], Outcome]:
+          exclude: list[str] | None = None, force: bool = False,
+          executor: Any = None) -> dict[tuple[str, str], Outcome]:
     """Autograde every submission of ``assignments`` (default: all), ``jobs`` at a
     time, except those of the students in ``exclude``. Without ``force``, a
     submission unchanged since it was last graded (its :func:`submission_digest`)
     is skipped (its outcome has ``skipped``).
+
+    ``executor(root, pairs)``, if given, returns the ``concurrent.futures.Executor``
+    that runs :func:`_autograde` instead of local processes (a Dask cluster:
+    :mod:`course.grading.cluster`).
 
     A submission refused as tampered with is recorded with 0 (:func:`record_refused`).
     Refusals and failures are appended, escaped, to ``log_file`` (default:
@@ -349,8 +353,10 @@ def grade(root: pathlib.Path, assignments: list[str] | None = None, jobs: int | 
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(pairs)))
     from tqdm import tqdm
     context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context, initializer=_start_worker,
-                                                initargs=(str(root),)) as pool, \
+    pool = executor(root, pairs) if executor else concurrent.futures.ProcessPoolExecutor(
+        jobs, mp_context=context, initializer=_start_worker, initargs=(str(root),))
+    failures = 0
+    with pool, \
             tqdm(total=len(pairs), desc="autograde", unit="notebook", disable=not progress,
                  file=sys.stderr) as bar, log_file.open("a", encoding="utf-8") as log:
         futures = {pool.submit(_autograde, s, a): (s, a) for s, a in pairs}
@@ -369,6 +375,8 @@ def grade(root: pathlib.Path, assignments: list[str] | None = None, jobs: int | 
             line = (f"{who}: refused by nbgrader, recorded with 0 points ({refused})" if refused
                     else f"{who}: not graded ({error})" if error else "")
             if line:
+                failures += bool(error)
+                bar.set_postfix(failed=failures, refresh=False)
                 bar.write(line, file=sys.stderr)
                 log.write(f"{_now()} {line}\n")
                 log.flush()

@@ -62,14 +62,16 @@ def _failures(assignment: str, notebook: str, root: pathlib.Path) -> dict[str, c
 
 
 def class_report(assignment: str, root: pathlib.Path) -> tuple[list[CellSummary], dict[str, float]]:
-    """Per-cell summaries and per-student totals from nbgrader's gradebook."""
+    """Per-cell summaries and per-student totals from nbgrader's gradebook
+    (:func:`course.grading.gradebook.db_url`: SQLite or a shared PostgreSQL)."""
     from nbgrader.api import Gradebook
+    from course.grading.gradebook import db_url
     cells: dict[str, list[float]] = collections.defaultdict(list)
     pending: collections.Counter = collections.Counter()
     maxima: dict[str, float] = {}
     totals: dict[str, float] = {}
     messages: dict[str, collections.Counter] = {}
-    with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:
+    with Gradebook(db_url(root)) as gb:
         known = sorted(a.name for a in gb.assignments)
         if assignment not in known:
             raise KeyError(f"no assignment {assignment!r} in the gradebook "
@@ -97,8 +99,9 @@ def class_report(assignment: str, root: pathlib.Path) -> tuple[list[CellSummary]
 def refused_submissions(assignment: str, root: pathlib.Path) -> list[tuple[str, str]]:
     """(student, reason) of the submissions :func:`record_refused` recorded with 0."""
     from nbgrader.api import Gradebook
+    from course.grading.gradebook import db_url
     found = []
-    with Gradebook(f"sqlite:///{pathlib.Path(root) / 'gradebook.db'}") as gb:
+    with Gradebook(db_url(root)) as gb:
         for sub in gb.assignment_submissions(assignment):
             for nb in sub.notebooks:
                 notes = [c.auto_comment for c in nb.comments
