@@ -71,6 +71,15 @@ check_readable_by_users() {  # every user must be able to run the course's Pytho
   ($(readlink -f "$py")): give each folder above them o+x (e.g. chmod o+x /root) or
   install the course somewhere world-readable (e.g. clone it to /opt/sgd-from-scratch)."
     fi
+    # A venv whose python is a copy (not a link) still needs its base Python's standard
+    # library: without read access a user's Python silently takes another one (e.g. the
+    # system's /usr/lib/python3.X), whose modules do not match the binary.
+    local mine theirs
+    mine="$("$py" -c 'import sys; print(sys.base_prefix)')"
+    theirs="$(runuser -u nobody -- "$py" -c 'import sys; print(sys.base_prefix)' 2>/dev/null || true)"
+    [ "$mine" = "$theirs" ] ||
+        die "users' $py takes its standard library from '$theirs', not $mine: give each folder
+  above $mine o+x (e.g. chmod o+x /root) or make the venv from a Python every user can read."
 }
 
 install() {

@@ -13,8 +13,9 @@ permissions it changed, also when a test fails.
 It needs root, useradd/userdel/runuser/chpasswd, node and npm. Without them
 the tests skip and say why, except under ``CI=true``, where that is a failure.
 
-A clean clone lives in ``mktemp -d`` (mode 0700) and the venv's Python may
-live under /root (0700): users could not run the course at all. The fixture
+A clean clone lives in ``mktemp -d`` (mode 0700) and the venv's Python (and its
+standard library, ``sys.base_prefix``) may live under /root (0700): users could not run
+the course at all. The fixture
 grants ``o+x`` (traverse only, no listing) on exactly those folders and
 restores their modes afterwards; on a real server, install the course where
 every user can read it (see deploy/jupyterhub/README.md).
@@ -251,7 +252,11 @@ def hub():
     proc = None
     log = base / "hub.log"
     try:
-        traverse_modes = _grant_traverse([ROOT / ".venv", VENV_PYTHON.resolve().parent])
+        # the venv, the Python it runs and that Python's standard library (a venv whose
+        # python is a copy, not a link, still reads the stdlib under sys.base_prefix: if
+        # users cannot, their Python silently takes another one, e.g. /usr/lib/python3.11)
+        traverse_modes = _grant_traverse([ROOT / ".venv", VENV_PYTHON.resolve().parent,
+                                          pathlib.Path(sys.base_prefix) / "lib"])
         subprocess.run([str(SETUP), "install"], env=env, check=True, capture_output=True,
                        text=True, timeout=900)
         passwords = {u: secrets.token_urlsafe(12) for u in users}
