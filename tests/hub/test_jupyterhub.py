@@ -762,6 +762,37 @@ def _token(browser) -> dict[str, str]:
     return {"Authorization": f"token {r.json()['token']}"}
 
 
+def _culler_api(hub) -> tuple[str, dict[str, str]]:
+    """The hub API URL and token the hub gave its culler service (from its environment)."""
+    port = f":{hub.settings['hub_port']}/"
+    for proc in pathlib.Path("/proc").glob("[0-9]*"):
+        try:
+            if b"jupyterhub_idle_culler" not in (proc / "cmdline").read_bytes():
+                continue
+            env = dict(item.split("=", 1) for item in (proc / "environ").read_bytes().decode()
+                       .split("\0") if "=" in item)
+        except OSError:
+            continue
+        if port in env.get("JUPYTERHUB_API_URL", ""):
+            return env["JUPYTERHUB_API_URL"], {"Authorization": f"token {env['JUPYTERHUB_API_TOKEN']}"}
+    raise AssertionError("no culler service process of this hub")
+
+
+def test_the_culler_can_only_see_and_stop_learners_servers(hub, servers):
+    """The culler's own token: it lists learners only, cannot read or stop the instructor's
+    running server, nor read a learner's tokens."""
+    api, headers = _culler_api(hub)
+    listed = {u["name"] for u in requests.get(f"{api}/users", headers=headers, timeout=10).json()}
+    assert listed and listed <= set(hub.learners), listed
+    instr = hub.instructor
+    assert requests.get(f"{api}/users/{instr}", headers=headers, timeout=10).status_code in (403, 404)
+    r = requests.delete(f"{api}/users/{instr}/server", headers=headers, timeout=30)
+    assert r.status_code in (403, 404), (r.status_code, r.text)
+    r = requests.get(f"{api}/users/{hub.learners[ABSENT]}/tokens", headers=headers, timeout=10)
+    assert r.status_code in (403, 404), (r.status_code, r.text)
+    assert _server_pids(instr), "the instructor's server is gone"
+
+
 def _start_kernel(browser) -> tuple[str, dict[str, str]]:
     """A kernel in ``browser``'s server and the headers (a hub API token of the user) to use it."""
     headers = _token(browser)
