@@ -4,6 +4,7 @@
 #   deploy/jupyterhub/setup.sh install                 # venv, proxy, exchange, hub config
 #   deploy/jupyterhub/setup.sh add-user instructor NAME
 #   deploy/jupyterhub/setup.sh add-user learner NAME
+#   deploy/jupyterhub/setup.sh backup DEST              # gradebook(s) + exchange into DEST/<time>/
 #   passwd NAME                                        # PAM logs users in with this password
 #   /opt/sgd-hub/bin/sgd-hub                           # start the hub (or the systemd unit)
 #
@@ -17,7 +18,15 @@
 #   SGDHUB_PROXY_API_PORT   proxy's REST API port        (8001)
 #   SGDHUB_INSTRUCTOR_GROUP system group of instructors  (sgd-instructors)
 #   SGDHUB_LEARNER_GROUP    system group of learners     (sgd-learners)
-#   SGDHUB_SSL_CERT, SGDHUB_SSL_KEY  serve HTTPS (strongly advised: PAM passwords cross the wire)
+#   SGDHUB_SSL_CERT, SGDHUB_SSL_KEY  serve HTTPS (strongly advised: PAM passwords cross the wire):
+#                           PEM certificate (chain) and its key, readable by root
+#   SGDHUB_CULL_TIMEOUT     stop a learner's server idle this many seconds (3600; 0: never)
+#   SGDHUB_CULL_EVERY       how often the culler looks, seconds          (300)
+#   SGDHUB_MEM_LIMIT        memory per user's server and its kernels     (2G; empty: none)
+#   SGDHUB_CPU_LIMIT        CPUs per user's server and its kernels       (1; 0: none)
+#   SGDHUB_GRADEBOOK_DB_URL the instructors' gradebook, an SQLAlchemy URL (empty: nbgrader's
+#                           default, gradebook.db in the instructor's course folder), e.g.
+#                           postgresql://grader@db.example.org/sgd (password in ~/.pgpass)
 # `install` writes them to $SGDHUB_PREFIX/etc/settings.json; `add-user` and the hub read that
 # file, so set the variables once, for `install`.
 #
@@ -25,8 +34,9 @@
 #   bin/sgd-hub          starts JupyterHub (deploy/jupyterhub/jupyterhub_config.py)
 #   bin/nbgrader         the venv's nbgrader with the hub's nbgrader config (exchange, course id)
 #   bin/sgd-singleuser   a user's server: JupyterLab, started in the course folder for instructors
-#   etc/settings.json    the values above
+#   etc/settings.json    the values above (root only: it may hold the gradebook's URL)
 #   etc/jupyter/         nbgrader_config.py for every user (exchange root, course id)
+#   etc/jupyter-instructor/  nbgrader_config.py for instructors only (gradebook URL)
 #   etc/sgd-hub.service  a systemd unit (copy to /etc/systemd/system/ to use it)
 #   run/sgd-sealer.sock  the sealer's socket (sgd_sealer.py, a service the hub runs as root)
 #   hub/                 the hub's database and cookie secret (root only)
@@ -71,6 +81,15 @@ check_readable_by_users() {  # every user must be able to run the course's Pytho
   ($(readlink -f "$py")): give each folder above them o+x (e.g. chmod o+x /root) or
   install the course somewhere world-readable (e.g. clone it to /opt/sgd-from-scratch)."
     fi
+    # A venv whose python is a copy (not a link) still needs its base Python's standard
+    # library: without read access a user's Python silently takes another one (e.g. the
+    # system's /usr/lib/python3.X), whose modules do not match the binary.
+    local mine theirs
+    mine="$("$py" -c 'import sys; print(sys.base_prefix)')"
+    theirs="$(runuser -u nobody -- "$py" -c 'import sys; print(sys.base_prefix)' 2>/dev/null || true)"
+    [ "$mine" = "$theirs" ] ||
+        die "users' $py takes its standard library from '$theirs', not $mine: give each folder
+  above $mine o+x (e.g. chmod o+x /root) or make the venv from a Python every user can read."
 }
 
 install() {
@@ -102,11 +121,15 @@ install() {
     getent group "$igroup" >/dev/null || groupadd "$igroup"
     getent group "$lgroup" >/dev/null || groupadd "$lgroup"
     mkdir -p "$exchange" && chmod 1777 "$exchange"
-    mkdir -p "$PREFIX/bin" "$PREFIX/etc/jupyter" "$PREFIX/hub" "$PREFIX/run"
+    mkdir -p "$PREFIX/bin" "$PREFIX/etc/jupyter" "$PREFIX/etc/jupyter-instructor" "$PREFIX/hub" \
+             "$PREFIX/run"
     chmod 0755 "$PREFIX" "$PREFIX/bin" "$PREFIX/etc" "$PREFIX/etc/jupyter" "$PREFIX/run"
     chmod 0700 "$PREFIX/hub"
+    chown "root:$igroup" "$PREFIX/etc/jupyter-instructor"
+    chmod 0750 "$PREFIX/etc/jupyter-instructor"
 
-    python3 - "$SETTINGS" <<EOF
+    # settings.json is root's: it may hold the gradebook's URL
+    (umask 077 && python3 - "$SETTINGS" <<EOF
 import json, sys
 json.dump({
     "course_id": "$COURSE_ID",
@@ -124,9 +147,19 @@ json.dump({
     "sealer_socket": "$PREFIX/run/sgd-sealer.sock",
     "ssl_cert": "${SGDHUB_SSL_CERT:-}",
     "ssl_key": "${SGDHUB_SSL_KEY:-}",
+    "cull_timeout": int("${SGDHUB_CULL_TIMEOUT:-3600}"),
+    "cull_every": int("${SGDHUB_CULL_EVERY:-300}"),
+    "mem_limit": "${SGDHUB_MEM_LIMIT-2G}",
+    "cpu_limit": float("${SGDHUB_CPU_LIMIT:-1}"),
+    "gradebook_db_url": "${SGDHUB_GRADEBOOK_DB_URL:-}",
 }, open(sys.argv[1], "w"), indent=1)
 EOF
-    chmod 0644 "$SETTINGS"
+    )
+    chmod 0600 "$SETTINGS"
+    if [ -n "${SGDHUB_SSL_CERT:-}" ]; then
+        [ -r "$SGDHUB_SSL_CERT" ] && [ -r "${SGDHUB_SSL_KEY:-}" ] ||
+            die "SGDHUB_SSL_CERT and SGDHUB_SSL_KEY must both name readable PEM files"
+    fi
 
     # 4. nbgrader's settings for every user of this hub.
     cat > "$PREFIX/etc/jupyter/nbgrader_config.py" <<EOF
@@ -143,10 +176,29 @@ c.ExchangeFactory.submit = "sgd_exchange.PrivateSubmit"
 c.ExchangeFactory.collect = "sgd_exchange.SealedCollect"
 c.PrivateSubmit.sealer_socket = "$PREFIX/run/sgd-sealer.sock"
 EOF
+    # The instructors' gradebook (their servers and bin/nbgrader read this; learners cannot).
+    (umask 027 && SGDHUB_GRADEBOOK_DB_URL="${SGDHUB_GRADEBOOK_DB_URL:-}" python3 - \
+        "$PREFIX/etc/jupyter-instructor/nbgrader_config.py" <<'EOF'
+import os, sys
+url = os.environ["SGDHUB_GRADEBOOK_DB_URL"]
+with open(sys.argv[1], "w") as f:
+    f.write("# Written by deploy/jupyterhub/setup.sh: the instructors' gradebook.\n"
+            "c = get_config()  # noqa: F821\n")
+    if url:
+        f.write(f"c.CourseDirectory.db_url = {url!r}\n")
+    else:
+        f.write("# nbgrader's default: gradebook.db in the course folder\n")
+EOF
+    )
+    chown "root:$igroup" "$PREFIX/etc/jupyter-instructor/nbgrader_config.py"
     cat > "$PREFIX/bin/nbgrader" <<EOF
 #!/bin/sh
 # The course's nbgrader with this hub's exchange (written by deploy/jupyterhub/setup.sh).
 JUPYTER_CONFIG_PATH="$PREFIX/etc/jupyter\${JUPYTER_CONFIG_PATH:+:\$JUPYTER_CONFIG_PATH}"
+# instructors (only they can read it) also get the hub's gradebook
+if [ -r "$PREFIX/etc/jupyter-instructor/nbgrader_config.py" ]; then
+    JUPYTER_CONFIG_PATH="$PREFIX/etc/jupyter-instructor:\$JUPYTER_CONFIG_PATH"
+fi
 PATH="$venv/bin:\$PATH"
 export JUPYTER_CONFIG_PATH PATH
 exec "$venv/bin/nbgrader" "\$@"
@@ -219,9 +271,18 @@ add_user() {  # add-user instructor|learner NAME
     echo "$role $name ready (set a password with: passwd $name)"
 }
 
+backup() {  # backup DEST
+    need_root
+    [ -n "${1:-}" ] || die "usage: $0 backup DEST"
+    [ -f "$SETTINGS" ] || die "$SETTINGS missing: run '$0 install' first (same SGDHUB_PREFIX)"
+    "$(setting venv)/bin/python" -I "$HERE/sgd_backup.py" --settings "$SETTINGS" "$1"
+}
+
 case "${1:-}" in
     install) install ;;
     add-user) shift; add_user "$@" ;;
+    backup) shift; backup "$@" ;;
     proxy-deps) proxy_deps ;;
-    *) echo "usage: $0 install | add-user instructor|learner NAME | proxy-deps" >&2; exit 2 ;;
+    *) echo "usage: $0 install | add-user instructor|learner NAME | backup DEST | proxy-deps" >&2
+       exit 2 ;;
 esac

@@ -10,11 +10,18 @@ root: deploy/jupyterhub/sgd_sealer.py); the fixture waits for its socket. Teardo
 users, removes the users (``userdel -r``) and their groups, and restores the
 permissions it changed, also when a test fails.
 
+The hub is configured as for a class (settings.json, see setup.sh): HTTPS with a
+self-signed certificate made here for 127.0.0.1 (every request checks it), the
+idle culler with a short timeout (CULL_TIMEOUT s), a memory and CPU limit per
+user (MEM_LIMIT, CPU_LIMIT: sgd_limits.py), and the gradebook at a URL of its own
+(``gradebook_db_url``, an SQLite file outside the instructor's course folder).
+
 It needs root, useradd/userdel/runuser/chpasswd, node and npm. Without them
 the tests skip and say why, except under ``CI=true``, where that is a failure.
 
-A clean clone lives in ``mktemp -d`` (mode 0700) and the venv's Python may
-live under /root (0700): users could not run the course at all. The fixture
+A clean clone lives in ``mktemp -d`` (mode 0700) and the venv's Python (and its
+standard library, ``sys.base_prefix``) may live under /root (0700): users could not run
+the course at all. The fixture
 grants ``o+x`` (traverse only, no listing) on exactly those folders and
 restores their modes afterwards; on a real server, install the course where
 every user can read it (see deploy/jupyterhub/README.md).
@@ -47,6 +54,10 @@ VENV_PYTHON = pathlib.Path(sys.executable)
 COURSE_ID = "sgd-from-scratch"
 #: Folders of the checkout that setup.sh closes to other users (modes restored after).
 PROTECTED = ("solutions", "tests", ".git", "gradebook.db")
+#: The culler stops a learner's server idle this long (s), looking every CULL_EVERY s.
+CULL_TIMEOUT, CULL_EVERY = 60, 10
+#: Per-user limits of the test hub: a server and a kernel fit, a 1.5 GB allocation does not.
+MEM_LIMIT, CPU_LIMIT = 768 * 2**20, 0.5
 
 
 def _missing_prerequisite() -> str | None:
@@ -58,6 +69,8 @@ def _missing_prerequisite() -> str | None:
             return f"{tool} not found ({hint})"
     if not (VENV_PYTHON.parent / "jupyterhub-singleuser").exists():
         return "jupyterhub is not installed in the venv: run `make venv`"
+    if shutil.which("openssl") is None:
+        return "openssl not found (apt-get install openssl): the hub serves HTTPS"
     return None
 
 
@@ -130,6 +143,20 @@ class Hub:
     learners: list[str]
     passwords: dict[str, str]
     log: pathlib.Path
+    #: the self-signed certificate the hub serves HTTPS with (requests verify against it)
+    cert: pathlib.Path
+    #: the hub's gradebook_db_url
+    gradebook: str
+    settings: dict
+
+    @property
+    def gradebook_path(self) -> pathlib.Path:
+        return pathlib.Path(self.gradebook.removeprefix("sqlite:///"))
+
+    @property
+    def setup_env(self) -> dict[str, str]:
+        """The environment for deploy/jupyterhub/setup.sh on this hub."""
+        return dict(os.environ, SGDHUB_PREFIX=str(self.prefix))
 
     @property
     def nbgrader(self) -> str:
@@ -159,14 +186,25 @@ class Hub:
         return proc.stdout + proc.stderr
 
 
-def _wait_for_hub(proc: subprocess.Popen, url: str, log: pathlib.Path, timeout: float = 60) -> None:
+def _self_signed(folder: pathlib.Path) -> tuple[pathlib.Path, pathlib.Path]:
+    """A certificate and key for 127.0.0.1 (what an admin makes with the README's command)."""
+    cert, key = folder / "hub.crt", folder / "hub.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    os.chmod(key, 0o600)
+    return cert, key
+
+
+def _wait_for_hub(proc: subprocess.Popen, url: str, log: pathlib.Path, cert: pathlib.Path,
+                  timeout: float = 60) -> None:
     import requests
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"JupyterHub exited {proc.returncode}:\n{log.read_text()[-3000:]}")
         try:
-            if requests.get(f"{url}/hub/api", timeout=2).status_code == 200:
+            if requests.get(f"{url}/hub/api", timeout=2, verify=str(cert)).status_code == 200:
                 return
         except requests.RequestException:
             pass
@@ -222,6 +260,18 @@ def _stop_sealer(settings: pathlib.Path) -> None:
                 pass
 
 
+def _remove_cgroups(users: list[str]) -> None:
+    """The users' cgroups (sgd_limits.py), once their processes are gone."""
+    sys.path.insert(0, str(ROOT / "deploy" / "jupyterhub"))
+    from sgd_limits import user_cgroups
+    folders = [f for user in users for f in user_cgroups(user).values()]
+    for folder in [*folders, *{f.parent for f in folders}]:    # then sgd-hub/, if empty
+        try:
+            folder.rmdir()
+        except OSError:
+            pass
+
+
 @pytest.fixture(scope="module")
 def hub():
     reason = _missing_prerequisite()
@@ -239,11 +289,17 @@ def hub():
     os.chmod(base, 0o755)
     prefix, exchange = base / "prefix", base / "exchange"
     port = _free_port()
-    url = f"http://127.0.0.1:{port}"
+    url = f"https://127.0.0.1:{port}"
+    cert, key = _self_signed(base)
+    gradebook = f"sqlite:///{base / 'gradebook' / 'gradebook.db'}"
     env = dict(os.environ, SGDHUB_PREFIX=str(prefix), SGDHUB_EXCHANGE=str(exchange),
                SGDHUB_BIND_URL=url, SGDHUB_HUB_PORT=str(_free_port()),
                SGDHUB_PROXY_API_PORT=str(_free_port()),
-               SGDHUB_INSTRUCTOR_GROUP=groups[0], SGDHUB_LEARNER_GROUP=groups[1])
+               SGDHUB_INSTRUCTOR_GROUP=groups[0], SGDHUB_LEARNER_GROUP=groups[1],
+               SGDHUB_SSL_CERT=str(cert), SGDHUB_SSL_KEY=str(key),
+               SGDHUB_CULL_TIMEOUT=str(CULL_TIMEOUT), SGDHUB_CULL_EVERY=str(CULL_EVERY),
+               SGDHUB_MEM_LIMIT=f"{MEM_LIMIT >> 20}M", SGDHUB_CPU_LIMIT=str(CPU_LIMIT),
+               SGDHUB_GRADEBOOK_DB_URL=gradebook)
     env.pop("SGDHUB_VENV", None)
     protected_modes = {ROOT / n: stat.S_IMODE((ROOT / n).stat().st_mode)
                        for n in PROTECTED if (ROOT / n).exists()}
@@ -251,7 +307,11 @@ def hub():
     proc = None
     log = base / "hub.log"
     try:
-        traverse_modes = _grant_traverse([ROOT / ".venv", VENV_PYTHON.resolve().parent])
+        # the venv, the Python it runs and that Python's standard library (a venv whose
+        # python is a copy, not a link, still reads the stdlib under sys.base_prefix: if
+        # users cannot, their Python silently takes another one, e.g. /usr/lib/python3.11)
+        traverse_modes = _grant_traverse([ROOT / ".venv", VENV_PYTHON.resolve().parent,
+                                          pathlib.Path(sys.base_prefix) / "lib"])
         subprocess.run([str(SETUP), "install"], env=env, check=True, capture_output=True,
                        text=True, timeout=900)
         passwords = {u: secrets.token_urlsafe(12) for u in users}
@@ -262,14 +322,19 @@ def hub():
                            capture_output=True, text=True)
         subprocess.run(["chpasswd"], input="".join(f"{u}:{p}\n" for u, p in passwords.items()),
                        check=True, capture_output=True, text=True)
+        # the folder of the hub's gradebook: the instructor's
+        (base / "gradebook").mkdir(mode=0o700)
+        shutil.chown(base / "gradebook", instructor, instructor)
         with log.open("w") as out:
             proc = subprocess.Popen([str(prefix / "bin" / "sgd-hub")], stdout=out,
                                     stderr=subprocess.STDOUT, start_new_session=True,
                                     env={k: v for k, v in os.environ.items()
                                          if not k.startswith(("JUPYTER", "SGDHUB"))})
-        _wait_for_hub(proc, url, log)
+        _wait_for_hub(proc, url, log, cert)
         _wait_for_sealer(prefix / "run" / "sgd-sealer.sock", log)
-        yield Hub(prefix, exchange, url, instructor, learners, passwords, log)
+        settings = json.loads((prefix / "etc" / "settings.json").read_text())
+        yield Hub(prefix, exchange, url, instructor, learners, passwords, log, cert, gradebook,
+                  settings)
     except subprocess.CalledProcessError as exc:
         raise RuntimeError(f"{' '.join(map(str, exc.cmd))} failed:\n{exc.stdout}\n{exc.stderr}") from exc
     finally:
@@ -279,6 +344,7 @@ def hub():
         uids = {uid for uid in map(_uid, users) if uid is not None}
         _kill_processes_of(uids)
         _remove_files_of(uids)
+        _remove_cgroups(users)
         for user in users:
             if _uid(user) is not None:
                 subprocess.run(["userdel", "-r", user], capture_output=True)

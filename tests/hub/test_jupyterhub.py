@@ -64,7 +64,8 @@ import nbformat.v4
 import pytest
 import requests
 
-from tests.hub.conftest import COURSE_ID, ROOT, page_config
+from tests.hub.conftest import (COURSE_ID, CPU_LIMIT, CULL_EVERY, CULL_TIMEOUT, MEM_LIMIT, ROOT,
+                                page_config)
 
 sys.path.insert(0, str(ROOT / "tests" / "fixtures"))
 import make_submissions as ms  # noqa: E402
@@ -184,7 +185,7 @@ def _links_learner(hub) -> dict:
     links, nbg = hub.learners[LINKS], hub.nbgrader
     work = hub.home(links) / L01
     targets = {"solution.ipynb": hub.course / "solutions" / L01 / NB,
-               "gradebook.db": hub.course / "gradebook.db", "passwd": pathlib.Path("/etc/passwd")}
+               "gradebook.db": hub.gradebook_path, "passwd": pathlib.Path("/etc/passwd")}
     for name, target in targets.items():
         hub.ok(links, "ln", "-s", str(target), str(work / name))
     hub.ok(links, "mkfifo", str(work / "pipe"))
@@ -213,9 +214,9 @@ def _links_learner(hub) -> dict:
 
 
 @pytest.fixture(scope="module")
-def cycle(hub):
+def cycle(hub, idle_server):
     """The whole cycle, release to feedback: timings (s) per step and the
-    instructor's logs."""
+    instructor's logs. (A learner's server, spawned first, idles meanwhile: the culler's.)"""
     instr, learners = hub.instructor, hub.learners
     course, nbg = hub.course, hub.nbgrader
     seconds: dict[str, float] = {}
@@ -278,7 +279,9 @@ def test_grades_are_exact(hub, cycle):
         assert float(rows[student]["score"]) == sum(cells.values()), rows[student]
         assert float(rows[student]["max_score"]) == sum(auto.values()) + manual, rows[student]
         assert rows[student]["timestamp"], f"{student} has no submission time"
-    with Gradebook(f"sqlite:///{hub.course / 'gradebook.db'}") as gb:
+    # the hub's gradebook_db_url reached the instructor's nbgrader: no gradebook.db of its own
+    assert hub.gradebook_path.is_file() and not (hub.course / "gradebook.db").exists()
+    with Gradebook(hub.gradebook) as gb:
         for student, cells in expected.items():
             nb = gb.find_submission_notebook(L01, L01, student)
             auto = {g.cell.name: g.auto_score for g in nb.grades if g.cell.name.startswith("test_")}
@@ -305,7 +308,7 @@ def test_non_submitter_is_recorded_as_missing(hub, cycle):
     absent = hub.learners[ABSENT]
     row = _export(hub)[absent]
     assert row["timestamp"] == "" and float(row["score"]) == 0.0, row
-    with Gradebook(f"sqlite:///{hub.course / 'gradebook.db'}") as gb:
+    with Gradebook(hub.gradebook) as gb:
         assert {s.id for s in gb.students} == set(hub.learners)
         with pytest.raises(MissingEntry):
             gb.find_submission(L01, absent)
@@ -386,7 +389,10 @@ def test_learners_cannot_read_each_other_or_the_solutions(hub, cycle):
     for learner in hub.learners:
         _refused(hub, learner, "cat", str(solutions))
         _refused(hub, learner, "ls", str(hub.course))
-        _refused(hub, learner, "cat", str(hub.course / "gradebook.db"))
+        _refused(hub, learner, "cat", str(hub.gradebook_path))
+        # the instructors' nbgrader config (the gradebook's URL) and the hub's settings
+        _refused(hub, learner, "cat", str(hub.prefix / "etc/jupyter-instructor/nbgrader_config.py"))
+        _refused(hub, learner, "cat", str(hub.prefix / "etc/settings.json"))
         # the checkout the course is installed from is readable (the package), its sources not
         _refused(hub, learner, "cat", str(ROOT / "solutions" / L01 / NB))
     # but the released assignment is there for everyone
@@ -402,6 +408,8 @@ class Browser:
     def __init__(self, hub, user: str, password: str):
         self.hub, self.user = hub, user
         self.s = requests.Session()
+        self.s.verify = str(hub.cert)
+        self.s.trust_env = False      # REQUESTS_CA_BUNDLE would replace the hub's certificate
         self.s.get(f"{hub.url}/hub/login", timeout=10)
         self.login = self.s.post(f"{hub.url}/hub/login", timeout=30, allow_redirects=False,
                                  data={"username": user, "password": password,
@@ -499,7 +507,7 @@ def test_submissions_are_sealed_with_the_exchange_time(hub, cycle):
         assert (folder / "timestamp.txt").read_text() == seal["received"]
         submitted = hub.course / "submitted" / learner / L01 / "timestamp.txt"
         assert submitted.read_text() == seal["received"]
-        with Gradebook(f"sqlite:///{hub.course / 'gradebook.db'}") as gb:
+        with Gradebook(hub.gradebook) as gb:
             sub = gb.find_submission(L01, learner)
             assert sub.timestamp == parse_utc(seal["received"]).replace(tzinfo=None)
             assert sub.total_seconds_late == 0            # before the due date
@@ -526,7 +534,7 @@ def test_late_submission_cannot_be_changed_or_back_dated(hub, cycle):
     received = parse_utc(forged["received"])
     assert received > due and (info["forged"] / "timestamp.txt").read_text() == forged["received"]
     assert (hub.course / "submitted" / late / L01 / "timestamp.txt").read_text() == forged["received"]
-    with Gradebook(f"sqlite:///{hub.course / 'gradebook.db'}") as gb:
+    with Gradebook(hub.gradebook) as gb:
         sub = gb.find_submission(L01, late)
         assert sub.timestamp == received, (sub.timestamp, received)
         assert sub.total_seconds_late > 0, (sub.timestamp, sub.duedate)
@@ -589,6 +597,11 @@ def test_collect_refuses_changed_and_unsealed_submissions(hub, cycle):
 
 ATTACK = """
 import json as _j, os as _o, urllib.request as _u
+try:   # the hub's certificate is self-signed: a refusal must come from the sandbox, not TLS
+    import ssl as _s
+    _ctx = _s._create_unverified_context()
+except Exception:
+    _ctx = None
 # (JPY_PARENT_PID=1 is the sandbox's own: it tells ipykernel it has a parent)
 _env = sorted(k for k in _o.environ if "TOKEN" in k.upper() or k.startswith(("JUPYTERHUB", "JPY"))
               and k != "JPY_PARENT_PID")
@@ -601,7 +614,7 @@ for _name, _url, _method in {targets!r}:
     try:
         _req = _u.Request(_url, data=_body, method=_method, headers={{
             "Authorization": "token " + _tok, "Content-Type": "application/json"}})
-        with _u.urlopen(_req, timeout=3) as _r:
+        with _u.urlopen(_req, timeout=3, context=_ctx) as _r:
             _net[_name] = _r.status
     except _u.HTTPError as _e:
         _net[_name] = _e.code
@@ -634,6 +647,7 @@ def token_attack(hub, servers):
     token = env["JUPYTERHUB_API_TOKEN"]
     # the token is real: outside the grading kernel it opens the hub's API
     control = requests.get(f"{hub.url}/hub/api/user", headers={"Authorization": f"token {token}"},
+                           verify=str(hub.cert),
                            timeout=10)
     assert control.status_code == 200, control.text
     terminal = {**env, "JUPYTER_TOKEN": token, "TERM": "xterm-256color",
@@ -682,3 +696,292 @@ def test_grading_kernel_gets_no_hub_token_and_no_network(hub, token_attack):
     reached = {name: status for name, status in report["net"].items() if isinstance(status, int)}
     assert not reached, f"the grading kernel reached {reached}"
     assert set(report["net"]) == {name for name, _, _ in token_attack["targets"]}
+
+
+# ----------------------------------------------------------------- a hub for a real class
+
+sys.path.insert(0, str(ROOT / "deploy" / "jupyterhub"))
+from sgd_limits import limits_mode, user_cgroups  # noqa: E402
+
+#: the learner whose server is left idle for the culler (she submits by nbgrader's CLI)
+IDLE = CORRECT
+
+
+def _server_pids(user: str) -> list[int]:
+    """The user's jupyterhub-singleuser processes."""
+    uid, pids = pwd.getpwnam(user).pw_uid, []
+    for proc in pathlib.Path("/proc").glob("[0-9]*"):
+        try:
+            if proc.stat().st_uid == uid and b"jupyterhub-singleuser" in (proc / "cmdline").read_bytes():
+                pids.append(int(proc.name))
+        except OSError:
+            continue
+    return pids
+
+
+@pytest.fixture(scope="module")
+def idle_server(hub):
+    """IDLE's server, spawned before the cycle and never used: (browser, its pids)."""
+    browser = Browser(hub, hub.learners[IDLE], hub.passwords[hub.learners[IDLE]])
+    assert browser.ok
+    browser.spawn()
+    pids = _server_pids(browser.user)
+    assert pids, "no server process"
+    return browser, pids
+
+
+def test_idle_server_is_culled(hub, idle_server, cycle):
+    """The culler (a service of the hub) stops a learner's server idle for CULL_TIMEOUT s;
+    the hub, the learner and her files stay."""
+    browser, pids = idle_server
+    user = browser.user
+    deadline = time.monotonic() + CULL_TIMEOUT + 3 * CULL_EVERY
+    model = None
+    while time.monotonic() < deadline:
+        model = browser.s.get(f"{hub.url}/hub/api/users/{user}", timeout=10).json()
+        if not model["servers"]:
+            break
+        time.sleep(1)
+    assert model is not None and not model["servers"], f"{user}'s idle server still runs: {model}"
+    log = hub.log.read_text()
+    assert re.search(rf"Culling server {re.escape(user)} \(inactive for", log), log[-3000:]
+    for pid in pids:
+        assert not pathlib.Path(f"/proc/{pid}").exists() or pathlib.Path(
+            f"/proc/{pid}/status").read_text().find("State:\tZ") >= 0, f"server {pid} still runs"
+    assert (hub.home(user) / L01 / NB).exists()
+    assert hub.settings["cull_timeout"] == CULL_TIMEOUT and hub.settings["cull_every"] == CULL_EVERY
+
+
+def _token(browser) -> dict[str, str]:
+    """Headers with a new API token of ``browser``'s user (for her server's API)."""
+    home = browser.s.get(f"{browser.hub.url}/hub/home", timeout=10).text
+    xsrf = re.search(r'xsrf_token: "([^"]+)"', home).group(1)
+    r = browser.s.post(f"{browser.hub.url}/hub/api/users/{browser.user}/tokens", timeout=30,
+                       headers={"X-XSRFToken": xsrf}, json={"note": "limit test", "expires_in": 600})
+    assert r.status_code == 201, r.text
+    return {"Authorization": f"token {r.json()['token']}"}
+
+
+def _culler_api(hub) -> tuple[str, dict[str, str]]:
+    """The hub API URL and token the hub gave its culler service (from its environment)."""
+    port = f":{hub.settings['hub_port']}/"
+    for proc in pathlib.Path("/proc").glob("[0-9]*"):
+        try:
+            if b"jupyterhub_idle_culler" not in (proc / "cmdline").read_bytes():
+                continue
+            env = dict(item.split("=", 1) for item in (proc / "environ").read_bytes().decode()
+                       .split("\0") if "=" in item)
+        except OSError:
+            continue
+        if port in env.get("JUPYTERHUB_API_URL", ""):
+            return env["JUPYTERHUB_API_URL"], {"Authorization": f"token {env['JUPYTERHUB_API_TOKEN']}"}
+    raise AssertionError("no culler service process of this hub")
+
+
+def test_the_culler_can_only_see_and_stop_learners_servers(hub, servers):
+    """The culler's own token: it lists learners only, cannot read or stop the instructor's
+    running server, nor read a learner's tokens."""
+    api, headers = _culler_api(hub)
+    listed = {u["name"] for u in requests.get(f"{api}/users", headers=headers, timeout=10).json()}
+    assert listed and listed <= set(hub.learners), listed
+    instr = hub.instructor
+    assert requests.get(f"{api}/users/{instr}", headers=headers, timeout=10).status_code in (403, 404)
+    r = requests.delete(f"{api}/users/{instr}/server", headers=headers, timeout=30)
+    assert r.status_code in (403, 404), (r.status_code, r.text)
+    r = requests.get(f"{api}/users/{hub.learners[ABSENT]}/tokens", headers=headers, timeout=10)
+    assert r.status_code in (403, 404), (r.status_code, r.text)
+    assert _server_pids(instr), "the instructor's server is gone"
+
+
+def _start_kernel(browser) -> tuple[str, dict[str, str]]:
+    """A kernel in ``browser``'s server and the headers (a hub API token of the user) to use it."""
+    headers = _token(browser)
+    r = browser.s.post(f"{browser.hub.url}/user/{browser.user}/api/kernels", headers=headers,
+                       json={"name": "python3"}, timeout=60)
+    assert r.status_code == 201, r.text
+    return r.json()["id"], headers
+
+
+def _execute(browser, kernel: str, headers: dict[str, str], code: str, timeout: float = 120) -> dict:
+    """Run ``code`` in the kernel (over its websocket); what it printed, how it ended."""
+    import uuid
+
+    import websocket
+    url = (browser.hub.url.replace("https://", "wss://")
+           + f"/user/{browser.user}/api/kernels/{kernel}/channels")
+    ws = websocket.create_connection(url, header=[f"{k}: {v}" for k, v in headers.items()],
+                                     sslopt={"ca_certs": str(browser.hub.cert)}, timeout=timeout)
+    msg_id = uuid.uuid4().hex
+    ws.send(json.dumps({
+        "header": {"msg_id": msg_id, "username": browser.user, "session": uuid.uuid4().hex,
+                   "msg_type": "execute_request", "version": "5.3"},
+        "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
+        "content": {"code": code, "silent": False, "store_history": False,
+                    "user_expressions": {}, "allow_stdin": False, "stop_on_error": True}}))
+    result = {"stdout": "", "error": None, "states": []}
+    try:
+        while True:
+            msg = json.loads(ws.recv())
+            kind, content = msg["msg_type"], msg["content"]
+            if kind == "status":
+                result["states"].append(content["execution_state"])
+                if content["execution_state"] in ("restarting", "dead"):
+                    break
+                if content["execution_state"] == "idle" and msg["parent_header"].get("msg_id") == msg_id:
+                    break
+            elif kind == "stream":
+                result["stdout"] += content["text"]
+            elif kind == "error":
+                result["error"] = content["ename"]
+    except websocket.WebSocketException as exc:
+        result["closed"] = repr(exc)
+    finally:
+        ws.close()
+    return result
+
+
+@pytest.fixture(scope="module")
+def memory_hog(hub, cycle):
+    """PARTIAL's kernel allocates past her memory limit while LATE's server serves."""
+    hog, bystander = (Browser(hub, hub.learners[i], hub.passwords[hub.learners[i]])
+                      for i in (PARTIAL, LATE))
+    _parallel(lambda b: b.spawn(), [hog, bystander])
+    kernel, headers = _start_kernel(hog)
+    pid = int(_execute(hog, kernel, headers, "import os; print(os.getpid())")["stdout"])
+    groups = {c: (f / "cgroup.procs").read_text().split() for c, f in user_cgroups(hog.user).items()}
+    hogged = _execute(hog, kernel, headers,
+                      f"x = b'1' * {MEM_LIMIT * 2}\nprint('allocated', len(x))")
+    return {"hog": hog, "bystander": bystander, "pid": pid, "groups": groups, "result": hogged,
+            "kernel": kernel, "headers": {hog.user: headers, bystander.user: _token(bystander)}}
+
+
+def test_memory_limit_stops_the_learner_not_the_others(hub, memory_hog):
+    """A learner's kernel allocating twice her memory limit does not get it (cgroup v1:
+    the kernel's OOM killer kills it, in her cgroup only; elsewhere RLIMIT_AS: MemoryError);
+    her server and another learner's server keep answering."""
+    hog, bystander, result = memory_hog["hog"], memory_hog["bystander"], memory_hog["result"]
+    assert "allocated" not in result["stdout"], result
+    if limits_mode() == "cgroup-v1":
+        memory = user_cgroups(hog.user)["memory"]
+        assert int((memory / "memory.limit_in_bytes").read_text()) == MEM_LIMIT
+        assert str(memory_hog["pid"]) in memory_hog["groups"]["memory"], memory_hog["groups"]
+        oom = dict(line.split() for line in (memory / "memory.oom_control").read_text().splitlines())
+        assert int(oom["oom_kill"]) >= 1, oom
+        deadline = time.monotonic() + 30
+        while pathlib.Path(f"/proc/{memory_hog['pid']}").exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not pathlib.Path(f"/proc/{memory_hog['pid']}").exists(), "the kernel still runs"
+    else:
+        assert result["error"] == "MemoryError", result
+    for browser in (hog, bystander):
+        r = browser.get("/api/status", headers=memory_hog["headers"][browser.user])
+        assert r.status_code == 200, (browser.user, r.status_code, r.text[:300])
+    model = bystander.s.get(f"{hub.url}/hub/api/users/{bystander.user}", timeout=10).json()
+    assert model["servers"][""]["ready"], model
+
+
+def test_cpu_limit_is_the_users_cgroup_quota(hub, memory_hog):
+    """cgroup v1: the learner's server runs in her cpu cgroup with a quota of CPU_LIMIT CPUs."""
+    if limits_mode() != "cgroup-v1":
+        pytest.skip("no writable cgroup v1 on this machine: the local spawner limits no CPU")
+    cpu = user_cgroups(memory_hog["hog"].user)["cpu"]
+    period = int((cpu / "cpu.cfs_period_us").read_text())
+    assert int((cpu / "cpu.cfs_quota_us").read_text()) == int(CPU_LIMIT * period)
+    assert str(memory_hog["pid"]) in memory_hog["groups"]["cpu"], memory_hog["groups"]
+
+
+def test_hub_serves_https_with_its_certificate(hub):
+    """The proxy serves the certificate of settings.json's ssl_cert, and no plain HTTP."""
+    import ssl
+    import urllib.parse
+    port = urllib.parse.urlsplit(hub.url).port
+    served = ssl.get_server_certificate(("127.0.0.1", port))
+    assert ssl.PEM_cert_to_DER_cert(served) == ssl.PEM_cert_to_DER_cert(hub.cert.read_text())
+    assert hub.settings["ssl_cert"] == str(hub.cert)
+    try:
+        plain = requests.get(f"http://127.0.0.1:{port}/hub/api", timeout=10).status_code
+    except requests.ConnectionError:
+        plain = None
+    assert plain != 200, "the hub answers plain HTTP"
+
+
+def test_backup_of_gradebook_and_exchange(hub, cycle):
+    """``setup.sh backup DEST``: the gradebook (SQLite's online backup), the exchange as a tar
+    with owners and modes, a manifest; restored, both equal the originals."""
+    from nbgrader.api import Gradebook
+    backups = hub.prefix.parent / "backups"      # removed with the hub
+    proc = subprocess.run([str(ROOT / "deploy/jupyterhub/setup.sh"), "backup", str(backups)],
+                          env=hub.setup_env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (out,) = backups.iterdir()
+    assert stat.S_IMODE(out.stat().st_mode) == 0o700
+    assert sorted(p.name for p in out.iterdir()) == ["exchange.tar", "gradebook.sqlite", "manifest.json"]
+    manifest = json.loads((out / "manifest.json").read_text())
+    for name, info in manifest["files"].items():
+        assert hashlib.sha256((out / name).read_bytes()).hexdigest() == info["sha256"], name
+    assert manifest["files"]["gradebook.sqlite"]["from"] == hub.gradebook
+    with Gradebook(hub.gradebook) as live, Gradebook(f"sqlite:///{out / 'gradebook.sqlite'}") as saved:
+        for learner in (hub.learners[CORRECT], hub.learners[PARTIAL]):
+            assert saved.find_submission(L01, learner).score == live.find_submission(L01, learner).score
+        assert {s.id for s in saved.students} == set(hub.learners)
+    restored = hub.prefix.parent / "restored"    # the README's restore command
+    restored.mkdir()
+    subprocess.run(["tar", "-xpf", str(out / "exchange.tar"), "--numeric-owner", "-C", str(restored)],
+                   check=True)
+    live_folder = hub.exchange / COURSE_ID / "inbound"
+    back_folder = restored / hub.exchange.name / COURSE_ID / "inbound"
+    (folder,) = _folders_of(hub, hub.learners[PARTIAL])
+    assert _digests(back_folder / folder.name) == _digests(folder)
+    sealed = hub.exchange / COURSE_ID / "sealed"
+    for live, back in ((live_folder, back_folder), (folder, back_folder / folder.name),
+                       (folder / NB, back_folder / folder.name / NB),
+                       (sealed, restored / hub.exchange.name / COURSE_ID / "sealed")):
+        a, b = live.lstat(), back.lstat()
+        assert (a.st_uid, a.st_gid, a.st_mode) == (b.st_uid, b.st_gid, b.st_mode), live
+
+
+def _postgres_bin() -> pathlib.Path | None:
+    found = sorted(pathlib.Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    return found[-1].parent if found else None
+
+
+def test_backup_of_a_postgresql_gradebook(hub):
+    """With gradebook_db_url a postgresql:// URL, the backup is a pg_dump that restores
+    (a throw-away PostgreSQL server run by the instructor's user, on a Unix socket)."""
+    pg = _postgres_bin()
+    if pg is None or shutil.which("pg_dump") is None:
+        pytest.skip("PostgreSQL (initdb, pg_dump) not installed: apt-get install postgresql")
+    instr, base = hub.instructor, hub.prefix.parent / "pg"
+    base.mkdir()
+    shutil.chown(base, instr, instr)
+    data = base / "data"
+    hub.ok(instr, str(pg / "initdb"), "-D", str(data), "-A", "trust", "-U", "grader")
+    hub.ok(instr, str(pg / "pg_ctl"), "-D", str(data), "-w", "-l", str(base / "log"),
+           "-o", f"-k {base} -c listen_addresses=''", "start")
+    try:
+        client = ["-h", str(base), "-U", "grader"]
+        psql = [str(pg / "psql"), *client, "-v", "ON_ERROR_STOP=1"]
+        hub.ok(instr, str(pg / "createdb"), *client, "sgd")
+        hub.ok(instr, *psql, "-d", "sgd", "-c",
+               "CREATE TABLE grade (student text, score real); INSERT INTO grade VALUES ('a', 3.5)")
+        settings = {**hub.settings, "gradebook_db_url": f"postgresql+psycopg2://grader@/sgd?host={base}"}
+        path = base / "settings.json"
+        path.write_text(json.dumps(settings))
+        backups = base / "backups"
+        proc = subprocess.run([sys.executable, "-I", str(ROOT / "deploy/jupyterhub/sgd_backup.py"),
+                               "--settings", str(path), str(backups)], capture_output=True, text=True,
+                              timeout=120)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        (out,) = backups.iterdir()
+        assert sorted(p.name for p in out.iterdir()) == ["exchange.tar", "gradebook.pgdump", "manifest.json"]
+        assert json.loads((out / "manifest.json").read_text())["files"]["gradebook.pgdump"]["from"] \
+            == settings["gradebook_db_url"]
+        dump = base / "gradebook.pgdump"                 # where the server's user reads it
+        shutil.copy(out / "gradebook.pgdump", dump)
+        shutil.chown(dump, instr, instr)
+        hub.ok(instr, str(pg / "createdb"), *client, "restored")
+        hub.ok(instr, str(pg / "pg_restore"), *client, "-d", "restored", str(dump))
+        rows = hub.ok(instr, *psql, "-d", "restored", "-At", "-c", "SELECT student, score FROM grade")
+        assert rows.strip() == "a|3.5", rows
+    finally:
+        hub.run(instr, str(pg / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop")
