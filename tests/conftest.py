@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import pathlib
+import socket
 
 import pytest
 import torch
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free now (for a server a test starts)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def mlp(seed: int = 0, dtype: torch.dtype = torch.float32) -> torch.nn.Module:

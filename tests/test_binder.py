@@ -9,7 +9,6 @@ import os
 import pathlib
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -18,7 +17,7 @@ import urllib.request
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, free_port
 
 BINDER = ROOT / "binder"
 
@@ -49,12 +48,6 @@ def _copy(dest: pathlib.Path) -> None:
             shutil.copy2(ROOT / name, dest / name)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_post_build_makes_the_learner_lab(tmp_path):
     repo = tmp_path / "repo"
     _copy(repo)
@@ -72,7 +65,7 @@ def test_post_build_makes_the_learner_lab(tmp_path):
     assert config["ServerApp"]["root_dir"] == str(work)
 
     # the server binder/start configures: start page, workspace, learner kernels only
-    port, token = _free_port(), "binder-test"
+    port, token = free_port(), "binder-test"
     proc = subprocess.Popen(
         ["binder/start", sys.executable, "-m", "jupyter", "lab", "--no-browser",
          f"--ServerApp.port={port}", "--ServerApp.ip=127.0.0.1",

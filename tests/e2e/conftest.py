@@ -13,24 +13,18 @@ import pathlib
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import urllib.request
 
 import pytest
+from tests.conftest import free_port
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                  "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Lab:
@@ -40,7 +34,7 @@ class Lab:
                  release: pathlib.Path | None = None, cwd: pathlib.Path = ROOT,
                  make_vars: tuple[str, ...] = ()):
         self.token = secrets.token_hex(16)
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         settings = tmp / "settings"
         docmanager = settings / "@jupyterlab" / "docmanager-extension"

@@ -39,7 +39,6 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -47,6 +46,7 @@ import tempfile
 import time
 
 import pytest
+from tests.conftest import free_port
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 SETUP = ROOT / "deploy" / "jupyterhub" / "setup.sh"
@@ -72,12 +72,6 @@ def _missing_prerequisite() -> str | None:
     if shutil.which("openssl") is None:
         return "openssl not found (apt-get install openssl): the hub serves HTTPS"
     return None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _grant_traverse(paths: list[pathlib.Path]) -> dict[pathlib.Path, int]:
@@ -288,13 +282,13 @@ def hub():
     base = pathlib.Path(tempfile.mkdtemp(prefix="sgd-hub-", dir="/var/tmp"))
     os.chmod(base, 0o755)
     prefix, exchange = base / "prefix", base / "exchange"
-    port = _free_port()
+    port = free_port()
     url = f"https://127.0.0.1:{port}"
     cert, key = _self_signed(base)
     gradebook = f"sqlite:///{base / 'gradebook' / 'gradebook.db'}"
     env = dict(os.environ, SGDHUB_PREFIX=str(prefix), SGDHUB_EXCHANGE=str(exchange),
-               SGDHUB_BIND_URL=url, SGDHUB_HUB_PORT=str(_free_port()),
-               SGDHUB_PROXY_API_PORT=str(_free_port()),
+               SGDHUB_BIND_URL=url, SGDHUB_HUB_PORT=str(free_port()),
+               SGDHUB_PROXY_API_PORT=str(free_port()),
                SGDHUB_INSTRUCTOR_GROUP=groups[0], SGDHUB_LEARNER_GROUP=groups[1],
                SGDHUB_SSL_CERT=str(cert), SGDHUB_SSL_KEY=str(key),
                SGDHUB_CULL_TIMEOUT=str(CULL_TIMEOUT), SGDHUB_CULL_EVERY=str(CULL_EVERY),
