@@ -16,6 +16,7 @@ from course.checks import (
     check_get_momentum_buffer,
     check_sgd_class,
     check_sgd_init,
+    check_sgd_production,
     check_sgd_state,
     check_sgd_step,
 )
@@ -65,6 +66,9 @@ class SGD(torch.optim.Optimizer):
         if fused and foreach:
             raise RuntimeError(
                 "`fused` and `foreach` cannot be `True` together.")
+        if fused:                       # the notebook's given lines
+            self._step_supports_amp_scaling = True
+            self._need_device_dtype_check_for_fused = True
 
     def __setstate__(self, state):
         super().__setstate__(state)
@@ -136,7 +140,8 @@ class StubSGD(torch.optim.Optimizer):
         raise NotImplementedError()
 
 
-SGD_CHECKS = [check_sgd_init, check_sgd_step, check_sgd_state, check_sgd_class]
+SGD_CHECKS = [check_sgd_init, check_sgd_step, check_sgd_state, check_sgd_class,
+              check_sgd_production]
 
 
 # --------------------------------------------------------------------------
@@ -150,6 +155,7 @@ SGD_CHECKS = [check_sgd_init, check_sgd_step, check_sgd_state, check_sgd_class]
     (check_sgd_step, SGD, "SGD.step: "),
     (check_sgd_state, SGD, "SGD state: "),
     (check_sgd_class, SGD, "SGD: "),
+    (check_sgd_production, SGD, "SGD production parity: "),
 ])
 def test_reference_passes_with_one_line(check, reference, prefix, capsys):
     check(reference)
@@ -185,7 +191,8 @@ def _solution_notebook_sgd():
 
 @pytest.mark.parametrize("check, prefix", [
     (check_sgd_init, "SGD.__init__: "), (check_sgd_step, "SGD.step: "),
-    (check_sgd_state, "SGD state: "), (check_sgd_class, "SGD: ")])
+    (check_sgd_state, "SGD state: "), (check_sgd_class, "SGD: "),
+    (check_sgd_production, "SGD production parity: ")])
 def test_solution_notebook_class_passes(check, prefix, capsys):
     check(_solution_notebook_sgd())
     out = capsys.readouterr().out
@@ -375,9 +382,10 @@ def test_foreach_quirk_forgotten():
         def foreach_nesterov_quirk(self, group):
             pass
 
-    check_sgd_step(NoQuirk)          # the step scenarios don't ask for foreach
+    check_sgd_step(NoQuirk)          # only the production part asks for foreach
     check_sgd_state(NoQuirk)
-    fails(check_sgd_class, NoQuirk,
+    check_sgd_class(NoQuirk)
+    fails(check_sgd_production, NoQuirk,
           r"case 'MLP float32, foreach=True, momentum=0.9, nesterov=True; 2.bias grad "
           r"None at step 3': your parameters match torch.optim.SGD's, but p.grad of "
           r"tensor 0 \(shape \(5, 10\)\) differs after step 1: expected .*, got .*\."
@@ -395,7 +403,7 @@ def test_foreach_quirk_everywhere():
                         p.grad.add_(self.state[p]["momentum_buffer"],
                                     alpha=group["momentum"])
 
-    fails(check_sgd_class, QuirkAlways,
+    fails(check_sgd_production, QuirkAlways,
           r"case 'MLP float64, foreach=True, momentum=0.9, nesterov=True, "
           r"weight_decay=0.05': your parameters match .* but p.grad of tensor 0 .*"
           r"Diagnosis: your step changed p.grad")
@@ -407,7 +415,7 @@ def test_foreach_quirk_twice():
             SGD.foreach_nesterov_quirk(self, group)
             SGD.foreach_nesterov_quirk(self, group)
 
-    fails(check_sgd_class, QuirkTwice,
+    fails(check_sgd_production, QuirkTwice,
           r"p.grad of tensor 0 .* differs after step 1.*Diagnosis: torch's p.grad "
           r"after this step is g \+ μ·b .*neither that nor the untouched gradient")
 
@@ -420,7 +428,7 @@ def test_foreach_quirk_inside_the_loop():
                     self.update(p, group)
                     self.foreach_nesterov_quirk(group)
 
-    fails(check_sgd_class, QuirkInLoop,
+    fails(check_sgd_production, QuirkInLoop,
           r"case 'MLP float32, foreach=True.*step 1: SGD.step\(\) raised KeyError: "
           r"'momentum_buffer'.*Diagnosis: with foreach=True your own loop steps the "
           r"group.*AFTER the loop")
@@ -436,7 +444,7 @@ def test_foreach_group_handed_to_torch_foreach():
             else:
                 super().step_group(group)
 
-    check_sgd_class(OwnForeach)
+    check_sgd_production(OwnForeach)
 
 
 # --------------------------------------------------------------------------
@@ -486,8 +494,46 @@ def _torch_rules(lr, momentum, dampening, weight_decay, nesterov, *, order=None,
 def test_validation_wrong_message():
     body = lambda lr, m, d, wd, n: _torch_rules(
         lr, m, d, wd, n, messages={"lr": f"learning rate must be >= 0, got {lr}"})
-    fails(check_sgd_init, _init_variant(body),
+    check_sgd_init(_init_variant(body))      # the core compares exception types only
+    fails(check_sgd_production, _init_variant(body),
           r"lr=-0.1.*torch's message exactly: 'Invalid learning rate: -0.1'")
+
+
+def test_validation_other_order():
+    body = lambda lr, m, d, wd, n: _torch_rules(
+        lr, m, d, wd, n, order=["tensor", "momentum", "lr", "wd", "nesterov"])
+    check_sgd_init(_init_variant(body))
+    fails(check_sgd_production, _init_variant(body),
+          r"lr=-1, momentum=-1 \(both invalid\).*torch raises "
+          r"ValueError\('Invalid learning rate: -1.0'\); your SGD raised "
+          r"ValueError\('Invalid momentum value: -1.0'\).*your checks run in a "
+          r"different order")
+
+
+def test_wrong_exception_type_in_the_core():
+    body = lambda lr, m, d, wd, n: _torch_rules(lr, m, d, wd, n, error=TypeError)
+    fails(check_sgd_init, _init_variant(body),
+          r"torch raises ValueError \('Tensor lr must be 1-element'\); your SGD raised "
+          r"TypeError.*use the same exception type as torch")
+
+
+def test_fused_checks_and_amp_flags_are_production_only():
+    class NoFusedChecks(SGD):
+        def __init__(self, params, lr=1e-3, momentum=0, dampening=0, weight_decay=0,
+                     nesterov=False, *, maximize=False, foreach=None,
+                     differentiable=False, fused=None):
+            super().__init__(params, lr, momentum, dampening, weight_decay, nesterov,
+                             maximize=maximize, foreach=foreach,
+                             differentiable=differentiable, fused=None)
+            self.defaults["fused"] = fused
+            for group in self.param_groups:
+                group["fused"] = fused
+    check_sgd_init(NoFusedChecks)
+    check_sgd_class(NoFusedChecks)
+    fails(check_sgd_production, NoFusedChecks,
+          r"SGD\(fused=True, differentiable=True\).*torch raises RuntimeError"
+          r".*your SGD accepted the arguments. These two checks come AFTER "
+          r"super\(\).__init__")
 
 
 def test_validation_missing_check():

@@ -219,19 +219,23 @@ DELEGATIONS: dict[tuple[str, str], tuple[Any, set[str]]] = {
         {"test_sgd_update"}),
     (_L06, "torch.optim.SGD"): (
         lambda: _variant(_L06, blocks={"SGD": "return torch.optim.SGD.step(self, closure)"}),
-        {"test_sgd_step", "test_sgd_state", "test_sgd_class"}),
+        {"test_sgd_step", "test_sgd_state", "test_sgd_class",
+         "test_sgd_production"}),
     (_L06, "torch functional sgd"): (
         lambda: _variant(_L06, blocks={"SGD": _GROUP_STEP.replace(
             "UPDATE", "torch.optim._functional.sgd(params, grads, bufs, foreach=False, "
             + _HYPER + ")")}),
-        {"test_sgd_step", "test_sgd_state", "test_sgd_class"}),
+        {"test_sgd_step", "test_sgd_state", "test_sgd_class",
+         "test_sgd_production"}),
     (_L06, "course.sgd._single_tensor_sgd"): (
         lambda: _variant(_L06, blocks={"SGD": "import course.sgd\n" + _GROUP_STEP.replace(
             "UPDATE", "course.sgd._single_tensor_sgd(params, grads, bufs, " + _HYPER + ")")}),
-        {"test_sgd_step", "test_sgd_state", "test_sgd_class"}),
+        {"test_sgd_step", "test_sgd_state", "test_sgd_class",
+         "test_sgd_production"}),
     (_L06, "course.optim.SGD"): (
         lambda: _variant(_L06, cells={"SGD": "from course.optim import SGD\n"}),
-        {"test_sgd_init", "test_sgd_step", "test_sgd_state", "test_sgd_class"}),
+        {"test_sgd_init", "test_sgd_step", "test_sgd_state", "test_sgd_class",
+         "test_sgd_production"}),
     (_L08, "torch's SGD"): (
         lambda: _variant(_L08, cells={"foreach_sgd_update": "from torch.optim.sgd import sgd\n\n"
                                       + _FOREACH_UPDATE + (
@@ -266,7 +270,7 @@ def _without(lesson: str, gid: str, line: str) -> Any:
 MISTAKES: dict[tuple[str, str], tuple[Any, set[str]]] = {
     (_L06, "foreach_nesterov_quirk left out"): (
         lambda: _without(_L06, "SGD", "            foreach_nesterov_quirk(self, group)"),
-        {"test_sgd_class"}),
+        {"test_sgd_production"}),
 }
 
 
