@@ -85,3 +85,13 @@ def test_setup_cell_installs_the_course_in_a_fresh_environment(tmp_path):
     assert lines[0].startswith(str(own_site)), lines       # installed, not this repository
     assert lines[1].startswith(str(preinstalled)), lines   # Colab's torch kept
     assert "Installing" not in check.stdout                 # the second run does nothing
+
+
+def test_grading_treats_the_unchanged_setup_cell_as_course_code():
+    """Re-verification runs the learner's imports and definitions; the release's set-up
+    cell is course code (its importlib/subprocess are not the learner's), unless changed."""
+    from course.grading.source import banned_constructs, learner_source
+    nb = nbformat.read(ROOT / "notebooks" / LESSONS[0] / f"{LESSONS[0]}.ipynb", as_version=4)
+    assert banned_constructs("\n".join(learner_source(nb))) == []
+    nb.cells[0].source += "\nimportlib.import_module('os')"
+    assert "importlib" in banned_constructs("\n".join(learner_source(nb)))

@@ -16,11 +16,14 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 
 def learner_source(nb: Any) -> list[str]:
     """The code the child runs: exercise cells whole; from other cells only
-    imports, definitions and simple constant assignments; test cells never."""
+    imports, definitions and simple constant assignments; test cells never, nor the
+    release's set-up cell for hosted notebooks when it is unchanged (course code)."""
+    from course.hosted import setup_cell
+    setup = setup_cell()
     chunks = []
     for cell in nb.cells:
         meta = cell.get("metadata", {}).get("nbgrader", {})
-        if cell.cell_type != "code" or meta.get("grade"):
+        if cell.cell_type != "code" or meta.get("grade") or cell.source == setup:
             continue
         chunks.append(cell.source if meta.get("solution") else _definitions(cell.source))
     return [c for c in chunks if c.strip()]

@@ -290,14 +290,15 @@ def test_grades_are_exact(hub, cycle):
 
 def test_instructor_grades_with_the_course_safeguards(hub, cycle):
     """autograde, run by the instructor in the course folder, used the course's
-    nbgrader_config.py: the re-verification outside the kernel reports the partial
-    submission's unsolved exercises, and the sgd-sandbox kernel is installed for
-    that user."""
-    partial = hub.learners[PARTIAL]
+    nbgrader_config.py: the stored notebooks are sanitized (course.grading.render),
+    nothing about the correct submission is reported, the partial one gets exactly its
+    points (test_grades_are_exact, which re-verification decides), and the sgd-sandbox
+    kernel is installed for that user."""
     log = cycle["logs"]["autograde"]
-    for exercise in ("test_gradient_descent", "test_steps_to_tolerance"):
-        assert f"{partial} {exercise}:" in log, log[-3000:]
+    for learner in (CORRECT, PARTIAL):
+        assert f"sanitized {hub.learners[learner]}:" in log, log[-3000:]
     assert f"{hub.learners[CORRECT]} test_" not in log, log[-3000:]
+    assert "uses importlib" not in log, log[-3000:]      # the set-up cell is course code
     specs = json.loads(hub.ok(hub.instructor, str(pathlib.Path(sys.executable).parent / "jupyter"),
                               "kernelspec", "list", "--json"))
     assert "sgd-sandbox" in specs["kernelspecs"], specs
