@@ -42,8 +42,8 @@ def root() -> pathlib.Path:
 #: cores (pytest-xdist --dist loadfile) in collection order
 #: (--no-loadscope-reorder): started last, the five-minute grading round trip
 #: would leave one core idle at the end.
-SLOW_FIRST = ("tests/test_autograde.py", "tests/hub/", "tests/e2e/", "tests/test_cli.py",
-              "solutions/")
+SLOW_FIRST = ("tests/test_autograde.py", "tests/test_cluster.py", "tests/hub/", "tests/e2e/",
+              "tests/test_cli.py", "tests/test_instructor_cycle.py", "solutions/")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
