@@ -518,16 +518,9 @@ def test_wrong_exception_type_in_the_core():
 
 
 def test_fused_checks_and_amp_flags_are_production_only():
-    class NoFusedChecks(SGD):
-        def __init__(self, params, lr=1e-3, momentum=0, dampening=0, weight_decay=0,
-                     nesterov=False, *, maximize=False, foreach=None,
-                     differentiable=False, fused=None):
-            super().__init__(params, lr, momentum, dampening, weight_decay, nesterov,
-                             maximize=maximize, foreach=foreach,
-                             differentiable=differentiable, fused=None)
-            self.defaults["fused"] = fused
-            for group in self.param_groups:
-                group["fused"] = fused
+    """The spec's `fused_checks_missing` passes the core checks, fails the optional one."""
+    from course.exercises.lesson06 import PRODUCTION_MISTAKES
+    NoFusedChecks = next(m.impl for m in PRODUCTION_MISTAKES if m.name == "fused_checks_missing")
     check_sgd_init(NoFusedChecks)
     check_sgd_class(NoFusedChecks)
     fails(check_sgd_production, NoFusedChecks,

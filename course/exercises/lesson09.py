@@ -414,22 +414,10 @@ PREDICT_PEAK_MOMENTUM = Question(
 # Exercise 3: suggest_lr
 # --------------------------------------------------------------------------
 
-def suggest_lr(lrs: Any, losses: Any, beta: float = 0.98, factor: float = 4.0) -> float:
-    """The learning-rate finder's pick (see the notebook)."""
-    avg, best, best_i = 0.0, math.inf, 0
-    for i, loss in enumerate(losses):
-        avg = beta * avg + (1 - beta) * loss
-        smooth = avg / (1 - beta ** (i + 1))
-        if not math.isfinite(smooth) or smooth > factor * best:
-            break
-        if smooth < best:
-            best, best_i = smooth, i
-    return lrs[best_i] / 10
-
-
 def _sl_variant(lrs: Any, losses: Any, beta: float = 0.98, factor: float = 4.0, *,
                 bias: bool = True, divide: bool = True, smooth: bool = True,
                 stop: bool = True) -> float:
+    """suggest_lr, or with one of its steps left out (the classic mistakes below)."""
     avg, best, best_i = 0.0, math.inf, 0
     for i, loss in enumerate(losses):
         avg = beta * avg + (1 - beta) * loss
@@ -440,6 +428,12 @@ def _sl_variant(lrs: Any, losses: Any, beta: float = 0.98, factor: float = 4.0, 
         if s < best:
             best, best_i = s, i
     return lrs[best_i] / 10 if divide else lrs[best_i]
+
+
+def suggest_lr(lrs: Any, losses: Any, beta: float = 0.98, factor: float = 4.0) -> float:
+    """The learning-rate finder's pick (see the notebook): the bias-corrected smoothed
+    loss, stopped at a spike; the lr of its minimum, divided by 10."""
+    return _sl_variant(lrs, losses, beta, factor)
 
 
 def _curve(n: int, lo: float, hi: float, rng: np.random.Generator | None, *,
